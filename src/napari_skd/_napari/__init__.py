@@ -1,0 +1,1 @@
+"""napari adapters (widgets, sample data). The only package that may import napari or Qt."""

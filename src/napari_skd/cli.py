@@ -1,0 +1,159 @@
+"""Command line: ``napari-skd info | bench``. A thin adapter: parse, call the core, print; no napari or Qt.
+
+Exit codes: 0 success, 2 bad input or configuration (message, no traceback), 1 internal failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Sequence
+
+from .errors import InputError, SkdError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors are bad input too
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INPUT, f"napari-skd: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models import PRESETS
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = _Parser(prog="napari-skd", description=__doc__.splitlines()[0], formatter_class=fmt)
+    p.add_argument("--verbose", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    info = sub.add_parser("info", help="parameters and FLOPs of a preset or a checkpoint", formatter_class=fmt)
+    src = info.add_mutually_exclusive_group(required=True)
+    src.add_argument("checkpoint", nargs="?", help="checkpoint file (.pt) or official Restormer .pth")
+    src.add_argument("--preset", choices=list(PRESETS), help="a named architecture instead of a checkpoint")
+    info.add_argument("--size", type=int, default=256, help="side of the square (or cubic) input for FLOPs")
+    info.add_argument("--in-channels", type=int, default=1, help="image channels (presets only)")
+    info.add_argument("--spatial-dims", type=int, choices=(2, 3), default=2, help="2D or 3D network (presets only)")
+
+    bench = sub.add_parser(
+        "bench", help="teacher vs student parameters, FLOPs and latency on a real image", formatter_class=fmt
+    )
+    bench.add_argument("--image", default="nuclei2d", help="a sample name (see sample_data/README.md)")
+    bench.add_argument("--size", type=int, default=256, help="side of the centre crop that is restored")
+    bench.add_argument("--teacher", default="teacher", choices=list(PRESETS), help="teacher preset")
+    bench.add_argument(
+        "--students",
+        nargs="+",
+        default=["student-s", "student-xs"],
+        choices=list(PRESETS),
+        help="student presets",
+    )
+    bench.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (median reported)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    return p
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise InputError(f"--{name} must be a positive integer, got {value}")
+    return value
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from .models import build_model, count_flops, count_params
+
+    size = _positive("size", args.size)
+    if args.preset:
+        model = build_model(
+            args.preset,
+            in_channels=args.in_channels,
+            out_channels=args.in_channels,
+            spatial_dims=args.spatial_dims,
+        )
+        print(f"preset: {args.preset}")
+    else:
+        from .checkpoint import load_checkpoint
+
+        ck = load_checkpoint(args.checkpoint)
+        model = ck.model
+        print(f"checkpoint: {args.checkpoint}")
+        print(f"role: {ck.role}")
+        print(f"format_version: {ck.format_version}")
+        print(f"normalisation: {ck.norm.model_dump() if ck.norm else 'identity'}")
+        if ck.teacher_hash:
+            print(f"teacher_hash: {ck.teacher_hash}")
+    cfg = model.config
+    print(f"architecture: {cfg.model_dump_json()}")
+    print(f"params: {count_params(model)}")
+    print(f"flops: {count_flops(model, size)}")
+    print(f"flops_input: {'x'.join([str(size)] * cfg.spatial_dims)}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from .device import resolve_device
+    from .models import build_model, count_flops, count_params, latency
+    from .normalize import Normalization
+    from .samples import load_sample
+
+    size = _positive("size", args.size)
+    repeats = _positive("repeats", args.repeats)
+    image, meta = load_sample(args.image)
+    if image.ndim != 2:
+        image = image[image.shape[0] // 2]
+    if min(image.shape) < size:
+        raise InputError(f"--size {size} is larger than the image {args.image} ({image.shape}); use a smaller size")
+    y0, x0 = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+    crop = image[y0 : y0 + size, x0 : x0 + size].astype(np.float32)
+    lo, hi = np.percentile(crop, (1, 99.8))
+    x = torch.from_numpy(Normalization(low=lo, high=hi).apply(crop).astype(np.float32))[None, None]
+    device, why = resolve_device(args.device)
+    print(f"device: {why}")
+    print(f"image: {args.image} ({meta['modality']}), centre crop {size}x{size}")
+    print(f"{'model':<14}{'params':>12}{'GFLOP':>10}{'latency s':>12}{'flops/teacher':>15}{'speed-up':>10}")
+    rows = {}
+    for name in [args.teacher, *args.students]:
+        torch.manual_seed(0)
+        model = build_model(name).to(device).eval()
+        with torch.inference_mode():
+            out = model(x.to(device))
+        assert out.shape == x.shape
+        rows[name] = (count_params(model), count_flops(model, size), latency(model, size, repeats=repeats))
+        p, f, t = rows[name]
+        ft, tt = rows[args.teacher][1], rows[args.teacher][2]
+        print(f"{name:<14}{p:>12,}{f / 1e9:>10.2f}{t:>12.3f}{f / ft:>15.3f}{tt / t:>9.1f}x")
+    for name in args.students:
+        print(f"latency ratio {name}/{args.teacher}: {rows[name][2] / rows[args.teacher][2]:.3f}")
+
+
+COMMANDS = {"info": cmd_info, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except SkdError as exc:
+        print(f"napari-skd: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("napari-skd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # an internal failure: say so plainly, traceback only on request
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"napari-skd: internal error: {type(exc).__name__}: {exc} (rerun with --verbose for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
