@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from .errors import CheckpointError
-from .models import ModelConfig, Restormer, build_model
+from .models import ModelConfig, Restormer, UNet, build_model
 from .normalize import Normalization
 
 FORMAT = "napari-skd"
@@ -40,7 +40,7 @@ Role = Literal["teacher", "student"]
 class Checkpoint:
     """A loaded checkpoint: the ready model (eval mode, on the CPU) and everything stored with it."""
 
-    model: Restormer
+    model: Restormer | UNet
     config: ModelConfig
     role: Role
     norm: Normalization | None = None
@@ -189,7 +189,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     )
 
 
-def _model_with_weights(config: ModelConfig, state: Any, path: str | os.PathLike) -> Restormer:
+def _model_with_weights(config: ModelConfig, state: Any, path: str | os.PathLike) -> Restormer | UNet:
     """Build the model and load ``state`` after checking every key and shape (no allocation from the file's say)."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no valid weights")

@@ -9,6 +9,7 @@ import argparse
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import InputError, SkdError
 
@@ -52,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (median reported)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    for name, what in (("train-teacher", "train a teacher (supervised, or Noise2Void without clean data)"),
+                       ("distill", "distil a student from a teacher checkpoint")):  # fmt: skip
+        job = sub.add_parser(name, help=what, formatter_class=fmt)
+        job.add_argument("--config", required=True, help="YAML job file (see docs/examples/)")
+        job.add_argument("--output", help="checkpoint to write (overrides the file's 'output')")
+        job.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
+        job.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
+        job.add_argument("--overwrite", action="store_true", help="replace an existing finished output")
+        if name == "distill":
+            job.add_argument("--method", help="skd, scratch, output-kd, feature-kd, skd-no-mca or skd-no-cl")
     return p
 
 
@@ -130,7 +141,71 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"latency ratio {name}/{args.teacher}: {rows[name][2] / rows[args.teacher][2]:.3f}")
 
 
-COMMANDS = {"info": cmd_info, "bench": cmd_bench}
+def _job(args: argparse.Namespace) -> dict:
+    import yaml
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise InputError(f"job file not found: {path}")
+    try:
+        job = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(job, dict):
+        raise InputError(f"{path} must hold a mapping of settings (key: value), not {type(job).__name__}")
+    train = job.setdefault("train", {})
+    for key, value in (("steps", args.steps), ("device", args.device)):
+        if value is not None:
+            train[key] = value
+    if args.output:
+        job["output"] = args.output
+    if args.overwrite:
+        job["overwrite"] = True
+    if getattr(args, "method", None):
+        job.setdefault("loss", {})["method"] = args.method
+    return job
+
+
+def _printer():
+    """Progress as log lines (every ~10 % and at validations) from the main process only."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+
+    def show(e) -> None:
+        every = max(1, e.total // 10)
+        if e.phase == "train" and not e.metrics and e.step % every and e.step != e.total:
+            return
+        losses = " ".join(f"{k}={v:.4g}" for k, v in e.losses.items())
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in e.metrics.items())
+        eta = f" eta {e.eta_s:.0f}s" if e.eta_s is not None else ""
+        print(f"[{e.phase}] {e.step}/{e.total} {losses} {metrics}{eta} {e.message}".rstrip(), flush=True)
+
+    return show
+
+
+def _say(text: str) -> None:
+    """Print from the main process only (under torchrun every rank runs this code)."""
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        print(text, flush=True)
+
+
+def cmd_train_teacher(args: argparse.Namespace) -> None:
+    from .distillation.api import train_teacher
+
+    _say(f"saved {train_teacher(_job(args), progress=_printer())}")
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from .distillation.api import distill
+
+    _say(f"saved {distill(_job(args), progress=_printer())}")
+
+
+COMMANDS = {"info": cmd_info, "bench": cmd_bench, "train-teacher": cmd_train_teacher, "distill": cmd_distill}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -48,30 +48,12 @@ def load_sample(name: str) -> tuple[np.ndarray, dict]:
         data = tifffile.imread(path)
         if name == "cell":
             meta.update(scale=(0.107, 0.107), units="micrometer")
-    elif path.name.endswith(".nii.gz"):
-        data, meta["scale"] = _read_nifti(path)
-        meta["units"] = "millimeter"
-    else:
-        data, meta["scale"] = _read_dicom_slice(path)
-        meta.update(units="millimeter", intensity_unit="HU")
+    else:  # NIfTI volume or DICOM slice, through the lazy readers (which keep voxel size and HU)
+        from .io import open_image
+
+        image = open_image(path, axes=s.axes)
+        data = np.ascontiguousarray(image.data.compute())
+        meta.update(scale=tuple(image.scale[a] for a in s.axes), units="millimeter")
+        if image.intensity_unit:
+            meta["intensity_unit"] = image.intensity_unit
     return data, meta
-
-
-def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import nibabel as nib
-
-    img = nib.load(path)
-    data = np.asarray(img.dataobj)  # (X, Y, Z)
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
-    return np.ascontiguousarray(data.transpose(2, 1, 0)), zooms[::-1]
-
-
-def _read_dicom_slice(folder: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import pydicom
-
-    ds = pydicom.dcmread(next(iter(sorted(folder.glob("*.dcm")))))
-    slope = float(getattr(ds, "RescaleSlope", 1.0))
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0))
-    data = ds.pixel_array.astype(np.float32) * slope + intercept
-    dy, dx = (float(v) for v in ds.PixelSpacing)
-    return data, (dy, dx)

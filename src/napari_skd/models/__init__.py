@@ -5,12 +5,14 @@ from __future__ import annotations
 from .config import FEATURE_LEVELS, PRESETS, ModelConfig, preset_config
 from .profile import count_flops, count_params, latency
 from .restormer import Restormer
+from .unet import UNet
 
 __all__ = [
     "FEATURE_LEVELS",
     "PRESETS",
     "ModelConfig",
     "Restormer",
+    "UNet",
     "build_model",
     "count_flops",
     "count_params",
@@ -25,7 +27,7 @@ def build_model(
     out_channels: int = 1,
     layernorm_type: str = "BiasFree",
     spatial_dims: int = 2,
-) -> Restormer:
+) -> Restormer | UNet:
     """Build a network from a preset name, a ``ModelConfig`` or a config dict.
 
     The keyword arguments apply to a preset name; a ``ModelConfig`` or dict is used as given.
@@ -43,4 +45,4 @@ def build_model(
         cfg = ModelConfig.model_validate(spec)
     else:
         cfg = spec
-    return Restormer(cfg)
+    return UNet(cfg) if cfg.arch == "unet" else Restormer(cfg)

@@ -16,7 +16,7 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = 1
-    arch: Literal["restormer"] = "restormer"
+    arch: Literal["restormer", "unet"] = Field("restormer", description="Restormer transformer or CARE-like U-Net.")
     in_channels: int = Field(1, ge=1, le=64)
     out_channels: int = Field(1, ge=1, le=64)
     dim: int = Field(48, ge=4, le=512, description="Width of level 1; level k has dim * 2**(k-1) channels.")
@@ -32,6 +32,8 @@ class ModelConfig(BaseModel):
     def _check(self) -> ModelConfig:
         if any(n < 1 for n in self.num_blocks):
             raise ValueError(f"num_blocks must be >= 1 at every level, got {list(self.num_blocks)}")
+        if self.arch == "unet":
+            return self
         if self.spatial_dims == 3 and self.dim % 4:
             raise ValueError(f"a 3D model needs dim divisible by 4 (3D pixel unshuffle), got dim={self.dim}")
         if self.spatial_dims == 2 and self.dim % 2:
@@ -51,7 +53,7 @@ class ModelConfig(BaseModel):
     def feature_channels(self) -> tuple[int, ...]:
         """Channels of the tapped features, in the order of ``FEATURE_LEVELS``."""
         c1, c2, c3, c4 = self.level_channels
-        return (c1, c2, c3, c4, c3, c2, c2)
+        return (c1, c2, c3, c4, c3, c2, c2 if self.arch == "restormer" else c1)
 
     @property
     def multiple(self) -> int:
@@ -70,6 +72,9 @@ PRESETS: dict[str, dict] = {
     # Small members of the family for tests, demos and CPU-only work.
     "teacher-tiny": dict(dim=16, num_blocks=(1, 2, 2, 2), heads=(1, 2, 4, 8), num_refinement_blocks=1),
     "student-tiny": dict(dim=8, num_blocks=(1, 1, 1, 1), heads=(1, 2, 4, 8), num_refinement_blocks=1),
+    # CARE-like convolutional U-Nets (two 3x3 convs per level): far faster than transformers on CPUs.
+    "unet-s": dict(arch="unet", dim=16, num_blocks=(2, 2, 2, 2), num_refinement_blocks=0),
+    "unet-xs": dict(arch="unet", dim=8, num_blocks=(2, 2, 2, 2), num_refinement_blocks=0),
 }
 
 

@@ -27,7 +27,7 @@ def count_flops(model: nn.Module, size: int) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        shadow = type(model)(model.config)
+        shadow = type(model)(model.config)  # Restormer or UNet
         x = torch.zeros(input_shape(model, size))
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:

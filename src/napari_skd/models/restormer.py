@@ -148,6 +148,14 @@ class Restormer(nn.Module):
     def multiple(self) -> int:
         return self.config.multiple
 
+    def encode(self, x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
+        """Features of the first ``levels`` encoder levels only (the contrastive loss's feature space)."""
+        inp, _ = pad_to_multiple(x, self.multiple)
+        feats = [self.encoder_level1(self.patch_embed(inp))]
+        for down, enc in ((self.down1_2, self.encoder_level2), (self.down2_3, self.encoder_level3))[: levels - 1]:
+            feats.append(enc(down(feats[-1])))
+        return feats
+
     def forward(self, x: torch.Tensor, return_features: bool = False):
         if x.ndim != self.config.spatial_dims + 2 or x.shape[1] != self.config.in_channels:
             raise ValueError(

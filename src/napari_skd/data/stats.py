@@ -1,0 +1,53 @@
+"""Dataset-wide percentile statistics from a bounded random sample (never a whole large volume in memory)."""
+
+from __future__ import annotations
+
+import itertools
+
+import dask.array as da
+import numpy as np
+
+from ..errors import InputError
+from ..normalize import Normalization
+
+
+def estimate_percentiles(
+    arrays: list[da.Array], pmin: float = 1.0, pmax: float = 99.8, max_samples: int = 2_000_000, seed: int = 0
+) -> Normalization:
+    """Percentile normalisation of a dataset.
+
+    Arrays whose total size is at most ``max_samples`` are read whole (exact percentiles); larger ones contribute
+    random chunks until about ``max_samples`` values are gathered, then a random subset of each chunk.
+    """
+    rng = np.random.default_rng(seed)
+    total = sum(a.size for a in arrays)
+    if total == 0:
+        raise InputError("the training data is empty (an array with a zero-size axis)")
+    values = []
+    for a in arrays:
+        if total <= max_samples:
+            values.append(np.asarray(a.compute(), dtype=np.float64).ravel())
+            continue
+        budget = max(1, int(max_samples * a.size / total))
+        blocks = list(itertools.product(*(range(n) for n in a.numblocks)))
+        rng.shuffle(blocks)
+        got = 0
+        for idx in blocks:
+            block = np.asarray(a.blocks[idx].compute(), dtype=np.float64).ravel()
+            take = min(block.size, max(1, budget // 4), budget - got)
+            values.append(rng.choice(block, size=take, replace=False))
+            got += take
+            if got >= budget:
+                break
+    sample = np.concatenate(values)
+    if not np.isfinite(sample).all():
+        raise InputError(
+            "the training data contains NaN or Inf pixels; replace them (e.g. with numpy.nan_to_num) before training"
+        )
+    low, high = np.percentile(sample, (pmin, pmax))
+    if high <= low:
+        raise InputError(
+            f"the training data is constant between the {pmin} and {pmax} percentiles (value {low}); "
+            "check that the right images were given"
+        )
+    return Normalization(pmin=pmin, pmax=pmax, low=float(low), high=float(high))

@@ -1,0 +1,249 @@
+"""The entry points ``train_teacher(config)`` and ``distill(config)``: validated job in, saved checkpoint out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ValidationError
+from torch import nn
+
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..data.sampler import Batch, PatchSampler
+from ..data.sources import load_volumes
+from ..data.stats import estimate_percentiles
+from ..device import resolve_device
+from ..errors import ConfigError, InputError
+from ..models import FEATURE_LEVELS, ModelConfig, build_model
+from ..normalize import Normalization
+from ..progress import ProgressEvent, ProgressFn, emit
+from .config import DistillJob, TeacherJob
+from .objectives import DistillObjective, StudentWithProjections, TeacherObjective
+from .trainer import Trainer, is_main_process, rank
+
+
+def train_teacher(
+    config: TeacherJob | dict, *, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+) -> Path:
+    """Train a teacher and save it; supervised with clean data, else self-supervised (Noise2Void)."""
+    job = _validated(TeacherJob, config)
+    output, state_path = _outputs(job.output, job.overwrite)
+    device = _setup_device(job.train.device)
+    emit(progress, ProgressEvent("prepare", 0, job.train.steps, message="reading data and normalisation statistics"))
+    degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
+    has_target = clean is not None
+    self_sup = job.mode == "self-supervised" or (job.mode == "auto" and not has_target)
+    if job.mode == "supervised" and not has_target:
+        raise InputError("supervised teacher training needs clean images; give data.clean or use mode: self-supervised")
+    if self_sup and degraded is None:
+        raise InputError("self-supervised training learns from noisy images: give data.degraded")
+    norm = estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed)
+    channels = (degraded or clean)[0].shape[1]
+    torch.manual_seed(job.train.seed)
+    model = _build(job.model, channels, channels, job.spatial_dims)
+    sampler = _sampler(
+        job.data, degraded if self_sup or degraded is not None else None, clean, norm, model, job.train.seed
+    )
+    objective = TeacherObjective(
+        sampler, job.data.batch_size, device, self_sup, job.n2v_fraction, job.train.seed, rank()
+    )
+    trainer = Trainer(model, job.train, device, state_path, _fingerprint(job))
+    resumed = trainer.try_resume()
+    t0 = time.perf_counter()
+    done = trainer.run(objective, lambda: evaluate(model, sampler.validation, device), progress, cancel)
+    record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
+    record["mode"] = "self-supervised (Noise2Void)" if self_sup else "supervised (L1)"
+    return _finish(trainer, done, output, model, "teacher", norm, record, None, progress)
+
+
+def distill(
+    config: DistillJob | dict, *, progress: ProgressFn | None = None, cancel: threading.Event | None = None
+) -> Path:
+    """Distil a student from a teacher (soft knowledge distillation, or a baseline) and save it."""
+    job = _validated(DistillJob, config)
+    output, state_path = _outputs(job.output, job.overwrite)
+    device = _setup_device(job.train.device)
+    teacher_ck = job.teacher if isinstance(job.teacher, Checkpoint) else load_checkpoint(job.teacher)
+    emit(progress, ProgressEvent("prepare", 0, job.train.steps, message="reading data and normalisation statistics"))
+    degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
+    if job.loss.method == "scratch" and clean is None:
+        raise InputError(
+            "method 'scratch' learns from ground truth only: give data.clean (or pick a distillation method)"
+        )
+    channels = (degraded or clean)[0].shape[1]
+    tcfg = teacher_ck.config
+    if tcfg.in_channels != channels:
+        raise InputError(
+            f"the teacher takes {tcfg.in_channels} channel(s) but the data has {channels}; check data.axes (C) "
+            "or use a teacher trained on this kind of image"
+        )
+    norm = teacher_ck.norm or estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed)
+    teacher = teacher_ck.model.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(job.train.seed)
+    student = _build(job.student, tcfg.in_channels, tcfg.out_channels, tcfg.spatial_dims)
+    if student.config.spatial_dims != tcfg.spatial_dims or student.config.out_channels != tcfg.out_channels:
+        raise InputError(
+            f"the student ({student.config.spatial_dims}D, {student.config.out_channels} output channels) does not "
+            f"match the teacher ({tcfg.spatial_dims}D, {tcfg.out_channels} output channels)"
+        )
+    _check_levels(teacher, student, job.loss.levels, job.data.patch_size, device)
+    module = StudentWithProjections(student, tcfg.feature_channels, job.loss.levels, job.loss.method)
+    sampler = _sampler(job.data, degraded, clean, norm, student, job.train.seed)
+    objective = DistillObjective(teacher, job.loss, sampler, job.data.batch_size, device, rank())
+    trainer = Trainer(module, job.train, device, state_path, _fingerprint(job, teacher_ck.hash))
+    resumed = trainer.try_resume()
+    t0 = time.perf_counter()
+    done = trainer.run(objective, lambda: evaluate(student, sampler.validation, device, teacher), progress, cancel)
+    record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
+    record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_ck.path))
+    return _finish(trainer, done, output, student, "student", norm, record, teacher_ck, progress)
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def _validated(cls: type[BaseModel], config: Any) -> Any:
+    if isinstance(config, cls):
+        return config
+    try:
+        return cls.model_validate(config)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid {cls.__name__} configuration:\n" + "\n".join(lines)) from exc
+
+
+def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
+    """The checkpoint path and its resumable-state path; a finished output is kept unless ``overwrite``."""
+    path = Path(output)
+    state = path.with_name(path.name + ".state")
+    if path.is_dir():
+        raise InputError(f"output {path} is a folder; give a file path such as {path / 'model.pt'}")
+    if path.exists() and not state.exists() and not overwrite:
+        raise InputError(f"{path} already exists; choose another output or set overwrite to replace it")
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"cannot write to {path.parent}: the folder is read-only; choose another output")
+    if overwrite and state.exists() and not path.exists():
+        pass  # an interrupted run of a job being replaced: its state is checked (fingerprint) before reuse
+    return path, state
+
+
+def _setup_device(name: str) -> torch.device:
+    """The training device; under torchrun, also joins the process group (gloo on CPUs, nccl on GPUs)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and name != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        if use_cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+    return resolve_device(name)[0]
+
+
+def _build(spec: str | ModelConfig, cin: int, cout: int, spatial_dims: int) -> nn.Module:
+    if isinstance(spec, ModelConfig):
+        return build_model(spec)
+    return build_model(spec, in_channels=cin, out_channels=cout, spatial_dims=spatial_dims)
+
+
+def _sampler(data, degraded, clean, norm: Normalization, model: nn.Module, seed: int) -> PatchSampler:
+    if data.patch_size % model.multiple:
+        raise InputError(f"patch_size {data.patch_size} must be a multiple of {model.multiple} for this model")
+    return PatchSampler(
+        degraded, clean, norm, spatial_dims=model.config.spatial_dims, patch_size=data.patch_size, seed=seed,
+        degradation=data.degradation, val_fraction=data.val_fraction, val_patches=data.val_patches,
+        augment=data.augment, reject_background=data.reject_background,
+    )  # fmt: skip
+
+
+def _check_levels(teacher: nn.Module, student: nn.Module, levels: tuple[str, ...], patch: int, device) -> None:
+    """Every distilled level must have the same spatial size in student and teacher."""
+    x = torch.zeros(1, teacher.config.in_channels, *([patch] * teacher.config.spatial_dims), device=device)
+    with torch.no_grad():
+        _, tf = teacher(x, return_features=True)
+        _, sf = student.to(device)(x, return_features=True)
+    bad = [
+        f"{lv} (teacher {tuple(tf[i].shape[2:])}, student {tuple(sf[i].shape[2:])})"
+        for lv in levels
+        if tf[(i := FEATURE_LEVELS.index(lv))].shape[2:] != sf[i].shape[2:]
+    ]
+    if bad:
+        raise InputError(f"the student's features do not match the teacher's at levels: {', '.join(bad)}; "
+                         "choose other loss.levels or a student of the same depth")  # fmt: skip
+
+
+def evaluate(model: nn.Module, val: Batch | None, device, teacher: nn.Module | None = None) -> dict[str, float]:
+    """Validation metrics in normalised units (data range 1): PSNR/SSIM against clean, and against the teacher."""
+    if val is None:
+        return {}
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    model.eval()
+    with torch.no_grad():
+        pred = model(val.input.to(device)).float().cpu().numpy()
+        refs = {"": val.target.numpy() if val.target is not None else None}
+        if teacher is not None:
+            refs["_teacher"] = teacher(val.input.to(device)).float().cpu().numpy()
+    metrics = {}
+    for suffix, ref in refs.items():
+        if ref is None:
+            continue
+        metrics["psnr" + suffix] = float(
+            np.mean([peak_signal_noise_ratio(r, p, data_range=1.0) for r, p in zip(ref, pred, strict=True)])
+        )
+        metrics["ssim" + suffix] = float(
+            np.mean([structural_similarity(r[c], p[c], data_range=1.0) for r, p in zip(ref, pred, strict=True)
+                     for c in range(r.shape[0])])
+        )  # fmt: skip
+    return metrics
+
+
+def _fingerprint(job: BaseModel, extra: str = "") -> str:
+    """Identity of a job for resuming: settings that change the result, and the data's shapes."""
+    exclude = {"overwrite": True, "train": {"val_every", "checkpoint_every", "device"}}
+    text = job.model_dump_json(exclude=exclude) + extra
+    for source in (job.data.degraded, job.data.clean):
+        if source is not None and not isinstance(source, str | list | tuple):
+            text += f"{getattr(source, 'shape', '')}{getattr(source, 'dtype', '')}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds: float, device) -> dict:
+    last_val = next((h for h in reversed(trainer.history) if any(k.startswith("val_") for k in h)), {})
+    return {
+        "data": job.data.model_dump(mode="json"),
+        "train": job.train.model_dump(mode="json"),
+        "steps": trainer.step,
+        "completed": done,
+        "resumed": resumed,
+        "seed": job.train.seed,
+        "metrics": {k[4:]: v for k, v in last_val.items() if k.startswith("val_")},
+        "final_losses": {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items() if k != "step"},
+        "seconds_this_run": round(seconds, 2),
+        "device": str(device),
+        "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+    }
+
+
+def _finish(trainer, done, output, model, role, norm, record, teacher, progress) -> Path:
+    if is_main_process():
+        save_checkpoint(output, model, role=role, norm=norm, record=record, teacher=teacher)
+        if done:
+            trainer.discard_state()
+    if dist.is_initialized():
+        dist.barrier()
+    phase, msg = ("done", f"saved {output}") if done else ("stopped", f"stopped at step {trainer.step}; saved {output}")
+    emit(progress, ProgressEvent(phase, trainer.step, trainer.cfg.steps, message=msg))
+    return output

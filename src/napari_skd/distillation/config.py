@@ -1,0 +1,148 @@
+"""Validated configuration of teacher training and distillation (pydantic v2, versioned, YAML-ready).
+
+Data sources may be paths, globs or folders (serialisable) or, from Python and the GUI, in-memory arrays (kept out of
+serialisation and shown as ``<array>``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+from ..data.degrade import DegradationConfig
+from ..models import FEATURE_LEVELS, PRESETS, ModelConfig
+
+Method = Literal["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl"]
+METHODS: tuple[str, ...] = ("skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+class DataConfig(_Strict):
+    """Where patches come from and how they are drawn."""
+
+    degraded: Any = Field(None, description="Degraded (noisy) images: path, glob, folder, list of them, or arrays.")
+    clean: Any = Field(None, description="Clean images aligned with 'degraded', or alone with a 'degradation'.")
+    axes: str | None = Field(None, description="Axes of every image, e.g. YX, ZYX, CYX, TZYX (OME letters).")
+    degradation: DegradationConfig | None = Field(None, description="Synthetic degradation of clean images.")
+    patch_size: int = Field(64, ge=8, le=1024, description="Patch side in pixels (a cube for 3D models).")
+    batch_size: int = Field(8, ge=1, le=1024)
+    val_fraction: float = Field(0.1, ge=0, lt=0.9, description="Last fraction of Y rows held out for validation.")
+    val_patches: int = Field(8, ge=1, description="Validation patches evaluated at each validation.")
+    augment: bool = Field(True, description="Random flips and 90-degree rotations.")
+    reject_background: float = Field(0.0, ge=0, description="Redraw patches whose 99th percentile is below this.")
+    pmin: float = Field(1.0, ge=0, le=100, description="Lower percentile of the dataset-wide normalisation.")
+    pmax: float = Field(99.8, ge=0, le=100, description="Upper percentile of the dataset-wide normalisation.")
+
+    @field_serializer("degraded", "clean")
+    def _ser_sources(self, v: Any) -> Any:
+        if v is None or isinstance(v, str):
+            return v
+        if isinstance(v, list | tuple) and all(isinstance(s, str) for s in v):
+            return list(v)
+        return "<array>"
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.degraded is None and self.clean is None:
+            raise ValueError("give 'degraded' images, 'clean' images, or both")
+        if self.degraded is None and self.degradation is None:
+            raise ValueError("clean images alone need a 'degradation' (e.g. {kind: gaussian, sigma: 0.1})")
+        if self.pmax <= self.pmin:
+            raise ValueError(f"pmax ({self.pmax}) must be above pmin ({self.pmin})")
+        return self
+
+
+class TrainConfig(_Strict):
+    """Optimisation, schedule, checkpoints and devices."""
+
+    steps: int = Field(1000, ge=1, description="Optimiser steps.")
+    lr: float = Field(3e-4, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(50, ge=0, description="Linear warm-up before the cosine decay.")
+    clip_grad: float = Field(1.0, ge=0, description="Gradient norm clipping (0 disables).")
+    seed: int = Field(0, description="Seeds weights, patches, noise and masks.")
+    val_every: int = Field(100, ge=1, description="Validate every N steps (and at the end).")
+    checkpoint_every: int = Field(200, ge=1, description="Save a resumable state every N steps.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
+    amp: bool = Field(True, description="Mixed precision on GPUs (bf16/fp16); ignored on the CPU.")
+
+
+def _check_model(v: Any) -> Any:
+    if isinstance(v, str) and v not in PRESETS:
+        raise ValueError(f"unknown model preset {v!r}; choose one of: {', '.join(PRESETS)}")
+    return v
+
+
+class TeacherJob(_Strict):
+    """Train a teacher: supervised (L1 to clean) when clean data exists, else self-supervised (Noise2Void)."""
+
+    version: int = 1
+    data: DataConfig
+    model: str | ModelConfig = Field("teacher", description="Preset name or architecture.")
+    spatial_dims: Literal[2, 3] = 2
+    mode: Literal["auto", "supervised", "self-supervised"] = "auto"
+    n2v_fraction: float = Field(0.02, gt=0, lt=0.5, description="Fraction of pixels masked per patch (Noise2Void).")
+    train: TrainConfig = TrainConfig()
+    output: str = Field(..., description="Path of the teacher checkpoint to write.")
+    overwrite: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return _check_model(v)
+
+
+class LossConfig(_Strict):
+    """Distillation objective. ``L = L_REC + alpha2 L_GK + alpha3 L_CL`` for ``skd``; baselines drop terms."""
+
+    method: Method = "skd"
+    levels: tuple[str, ...] = Field(FEATURE_LEVELS, description="Feature levels distilled (names of FEATURE_LEVELS).")
+    alpha1: float = Field(1.0, ge=0, description="Weight of the MCA terms inside L_GK.")
+    alpha2: float = Field(1.0, ge=0, description="Weight of L_GK.")
+    alpha3: float = Field(0.05, ge=0, description="Weight of the contrastive loss L_CL.")
+    sigma: float = Field(1.0, gt=0, description="Gaussian kernel width.")
+    mca_lambda: float | None = Field(None, gt=0, description="MCA temperature; None = sqrt of the summed dimension.")
+    max_positions: int = Field(1024, ge=4, description="Cap on positions of the spatial MCA map (N x N).")
+    cl_levels: int = Field(3, ge=1, le=3, description="Teacher encoder levels used by the contrastive distance.")
+    cl_weights: tuple[float, ...] = Field((0.25, 0.5, 1.0), description="Weights of those levels.")
+    feature_kd_weight: float = Field(1.0, ge=0, description="Weight of the FitNet L2 term (feature-kd).")
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [lv for lv in v if lv not in FEATURE_LEVELS]
+        if bad or not v:
+            raise ValueError(f"unknown feature levels {bad or '(none)'}; choose from {', '.join(FEATURE_LEVELS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> LossConfig:
+        if len(self.cl_weights) < self.cl_levels:
+            raise ValueError(f"cl_weights needs {self.cl_levels} values, got {len(self.cl_weights)}")
+        return self
+
+
+class DistillJob(_Strict):
+    """Distil a student from a teacher checkpoint."""
+
+    version: int = 1
+    data: DataConfig
+    teacher: Any = Field(..., description="Teacher checkpoint path (or a loaded Checkpoint from Python).")
+    student: str | ModelConfig = Field("student-s", description="Student preset name or architecture.")
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+    output: str = Field(..., description="Path of the student checkpoint to write.")
+    overwrite: bool = False
+
+    @field_validator("student")
+    @classmethod
+    def _student(cls, v: Any) -> Any:
+        return _check_model(v)
+
+    @field_serializer("teacher")
+    def _ser_teacher(self, v: Any) -> Any:
+        return v if isinstance(v, str) else str(getattr(v, "path", "<checkpoint>"))

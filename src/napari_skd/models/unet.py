@@ -1,0 +1,79 @@
+"""A CARE-like convolutional U-Net student (Weigert et al., Nature Methods 2018), 2D or 3D.
+
+Four levels like the Restormer (three max-pool downsamplings), ``num_blocks[k]`` 3x3 conv + ReLU layers per level,
+nearest upsampling + skip concatenation in the decoder, a 1x1 output conv and a global residual. Its feature taps
+have the same names and scales as the Restormer's, so every distillation loss applies through the projections.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import FEATURE_LEVELS, ModelConfig
+from .layers import conv, crop_to, pad_to_multiple
+
+
+class ConvStage(nn.Sequential):
+    """``n`` times (3x3 conv, ReLU)."""
+
+    def __init__(self, cin: int, cout: int, n: int, spatial_dims: int):
+        layers: list[nn.Module] = []
+        for i in range(n):
+            layers += [conv(spatial_dims, cin if i == 0 else cout, cout, 3, bias=True), nn.ReLU(inplace=True)]
+        super().__init__(*layers)
+
+
+class UNet(nn.Module):
+    """Encoder-decoder of convolution stages; ``model(x, return_features=True)`` taps the 7 levels."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        sd = cfg.spatial_dims
+        c1, c2, c3, c4 = cfg.level_channels
+        n1, n2, n3, n4 = cfg.num_blocks
+        pool = nn.MaxPool2d if sd == 2 else nn.MaxPool3d
+        self.pool = pool(2)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.enc1 = ConvStage(cfg.in_channels, c1, n1, sd)
+        self.enc2 = ConvStage(c1, c2, n2, sd)
+        self.enc3 = ConvStage(c2, c3, n3, sd)
+        self.latent = ConvStage(c3, c4, n4, sd)
+        self.dec3 = ConvStage(c4 + c3, c3, n3, sd)
+        self.dec2 = ConvStage(c3 + c2, c2, n2, sd)
+        self.dec1 = ConvStage(c2 + c1, c1, n1, sd)
+        self.output = conv(sd, c1, cfg.out_channels, 1, bias=True)
+
+    @property
+    def multiple(self) -> int:
+        return self.config.multiple
+
+    def encode(self, x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
+        """Features of the first ``levels`` encoder levels only."""
+        inp, _ = pad_to_multiple(x, self.multiple)
+        feats = [self.enc1(inp)]
+        for enc in (self.enc2, self.enc3)[: levels - 1]:
+            feats.append(enc(self.pool(feats[-1])))
+        return feats
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        if x.ndim != self.config.spatial_dims + 2 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"expected a tensor (N, {self.config.in_channels}, spatial...), got {tuple(x.shape)}")
+        inp, shape = pad_to_multiple(x, self.multiple)
+        e1 = self.enc1(inp)
+        e2 = self.enc2(self.pool(e1))
+        e3 = self.enc3(self.pool(e2))
+        lat = self.latent(self.pool(e3))
+        d3 = self.dec3(torch.cat([self.up(lat), e3], 1))
+        d2 = self.dec2(torch.cat([self.up(d3), e2], 1))
+        d1 = self.dec1(torch.cat([self.up(d2), e1], 1))
+        out = self.output(d1)
+        if self.config.in_channels == self.config.out_channels:
+            out = out + inp
+        out = crop_to(out, shape)
+        if return_features:
+            feats = [e1, e2, e3, lat, d3, d2, d1]
+            assert len(feats) == len(FEATURE_LEVELS)
+            return out, feats
+        return out

@@ -1,0 +1,43 @@
+"""Progress events and cancellation, shared by training and restoration (the GUI and CLI adapt them)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ProgressEvent:
+    """One report from a long-running core function."""
+
+    phase: str  # e.g. "train", "validate", "save", "done", "stopped", "restore"
+    step: int
+    total: int
+    losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    eta_s: float | None = None
+    message: str = ""
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+Cancel = threading.Event
+
+
+class Eta:
+    """Remaining time from the mean duration of the steps done so far in this run."""
+
+    def __init__(self, start_step: int):
+        self.t0, self.start = time.perf_counter(), start_step
+
+    def __call__(self, step: int, total: int) -> float | None:
+        done = step - self.start
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self.t0) / done * (total - step)
+
+
+def emit(progress: ProgressFn | None, event: ProgressEvent) -> None:
+    if progress is not None:
+        progress(event)

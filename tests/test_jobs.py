@@ -1,0 +1,76 @@
+"""Jobs from YAML through the command line, including a 2-process torch DDP run (gloo) launched with torchrun."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+import yaml
+
+from napari_skd.checkpoint import load_checkpoint
+from napari_skd.samples import load_sample
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("jobs")
+    image, _ = load_sample("nuclei2d")
+    tifffile.imwrite(root / "crop.tif", image[128:256, 128:256])
+    data = {"clean": str(root / "crop.tif"), "axes": "YX", "degradation": {"kind": "gaussian", "sigma": 0.1},
+            "patch_size": 32, "batch_size": 2, "val_patches": 2}  # fmt: skip
+    teacher = {"data": data, "model": "student-tiny", "output": str(root / "teacher.pt"),
+               "train": {"steps": 4, "val_every": 2}}  # fmt: skip
+    student = {"data": data, "teacher": str(root / "teacher.pt"), "student": "student-tiny",
+               "loss": {"max_positions": 64}, "output": str(root / "student.pt"),
+               "train": {"steps": 4, "val_every": 2, "device": "cpu"}}  # fmt: skip
+    (root / "teacher.yaml").write_text(yaml.safe_dump(teacher))
+    (root / "student.yaml").write_text(yaml.safe_dump(student))
+    return root
+
+
+def cli(*args, launcher=()):
+    return subprocess.run([sys.executable, *launcher, "-m", "napari_skd.cli", *args], capture_output=True, text=True)
+
+
+def test_yaml_jobs_train_a_teacher_then_distil(jobs):
+    before = (jobs / "crop.tif").read_bytes()
+    r = cli("train-teacher", "--config", str(jobs / "teacher.yaml"))
+    assert r.returncode == 0, r.stderr
+    assert "[done] 4/4" in r.stdout and "psnr=" in r.stdout
+    r = cli("distill", "--config", str(jobs / "student.yaml"), "--output", str(jobs / "single.pt"))
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(jobs / "single.pt").record["world_size"] == 1
+    assert (jobs / "crop.tif").read_bytes() == before  # inputs are read-only to us
+
+
+def test_torchrun_ddp_with_two_gloo_processes(jobs):
+    if not (jobs / "teacher.pt").exists():
+        assert cli("train-teacher", "--config", str(jobs / "teacher.yaml")).returncode == 0
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    r = cli("distill", "--config", str(jobs / "student.yaml"), "--output", str(jobs / "ddp.pt"), launcher=torchrun)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.splitlines().count(f"saved {jobs / 'ddp.pt'}") == 1  # only rank 0 reports and writes
+    ck = load_checkpoint(jobs / "ddp.pt")
+    assert ck.record["world_size"] == 2 and ck.record["completed"]
+    assert np.isfinite(ck.record["metrics"]["psnr"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("data: {clean: x.tif}\nmodel: teacher\noutput: o.pt\nbogus: 1\n", "bogus: Extra inputs are not permitted"),
+        (
+            "data: {clean: x.tif, degradation: {kind: gaussian}}\noutput: o.pt\ntrain: {steps: many}\n",
+            "train.steps: Input should be a valid integer",
+        ),
+        ("- just\n- a list\n", "must hold a mapping"),
+        ("data: {clean: missing.tif, degradation: {kind: gaussian}}\noutput: o.pt\n", "file not found"),
+    ],
+)
+def test_bad_job_files_exit_2_with_the_reason(tmp_path, content, message):
+    job = tmp_path / "job.yaml"
+    job.write_text(content)
+    r = cli("train-teacher", "--config", str(job))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
