@@ -32,8 +32,12 @@ system-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(XCB_PKGS) >/dev/null; fi
 
+CLI := $(VENV)/bin/napari-skd
 demo: $(STAMP)
-	$(VENV)/bin/napari-skd bench --image nuclei2d --size 256 --teacher teacher --students student-s student-xs --repeats 2
+	$(CLI) train-teacher --config docs/examples/demo_teacher.yaml --overwrite
+	$(CLI) distill --config docs/examples/demo_distill.yaml --overwrite
+	$(CLI) bench --image nuclei2d --teacher runs/demo/teacher.pt --students runs/demo/student.pt \
+		--degradation poisson_gaussian --peak 20 --sigma 0.05 --size 256 --repeats 3
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

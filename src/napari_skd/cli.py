@@ -39,20 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--spatial-dims", type=int, choices=(2, 3), default=2, help="2D or 3D network (presets only)")
 
     bench = sub.add_parser(
-        "bench", help="teacher vs student parameters, FLOPs and latency on a real image", formatter_class=fmt
+        "bench", help="teacher vs students: parameters, FLOPs, latency and quality on a real image", formatter_class=fmt
     )
     bench.add_argument("--image", default="nuclei2d", help="a sample name (see sample_data/README.md)")
-    bench.add_argument("--size", type=int, default=256, help="side of the centre crop that is restored")
-    bench.add_argument("--teacher", default="teacher", choices=list(PRESETS), help="teacher preset")
-    bench.add_argument(
-        "--students",
-        nargs="+",
-        default=["student-s", "student-xs"],
-        choices=list(PRESETS),
-        help="student presets",
-    )
+    bench.add_argument("--size", type=int, default=256, help="side of the square input timed for latency")
+    bench.add_argument("--teacher", default="teacher", help="teacher preset name or checkpoint file")
+    bench.add_argument("--students", nargs="+", default=["student-s", "student-xs"], help="presets or checkpoints")
     bench.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (median reported)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    bench.add_argument(
+        "--degradation",
+        choices=["gaussian", "poisson_gaussian", "rician", "blur_noise"],
+        help="also measure PSNR/SSIM on the held-out bottom quarter of the image under this synthetic degradation",
+    )
+    bench.add_argument("--sigma", type=float, default=0.05, help="noise sigma of --degradation (normalised units)")
+    bench.add_argument("--peak", type=float, default=20.0, help="photons at intensity 1 (poisson_gaussian)")
+    bench.add_argument("--seed", type=int, default=1234, help="seed of the evaluation noise")
     for name, what in (("train-teacher", "train a teacher (supervised, or Noise2Void without clean data)"),
                        ("distill", "distil a student from a teacher checkpoint")):  # fmt: skip
         job = sub.add_parser(name, help=what, formatter_class=fmt)
@@ -102,12 +104,31 @@ def cmd_info(args: argparse.Namespace) -> None:
     print(f"flops_input: {'x'.join([str(size)] * cfg.spatial_dims)}")
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
-    import numpy as np
+def _bench_model(spec: str):
+    """(display name, model, normalisation) of a preset name (random weights) or a checkpoint file."""
     import torch
 
+    from .models import PRESETS, build_model
+
+    if spec in PRESETS:
+        torch.manual_seed(0)
+        return spec, build_model(spec), None
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{spec!r} is neither a model preset ({', '.join(PRESETS)}) nor a checkpoint file")
+    from .checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    return path.stem, ck.model, ck.norm
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .data.degrade import DegradationConfig
     from .device import resolve_device
-    from .models import build_model, count_flops, count_params, latency
+    from .evaluation import heldout_pair, psnr_ssim, restore_whole
+    from .models import count_flops, count_params, latency
     from .normalize import Normalization
     from .samples import load_sample
 
@@ -118,27 +139,29 @@ def cmd_bench(args: argparse.Namespace) -> None:
         image = image[image.shape[0] // 2]
     if min(image.shape) < size:
         raise InputError(f"--size {size} is larger than the image {args.image} ({image.shape}); use a smaller size")
-    y0, x0 = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
-    crop = image[y0 : y0 + size, x0 : x0 + size].astype(np.float32)
-    lo, hi = np.percentile(crop, (1, 99.8))
-    x = torch.from_numpy(Normalization(low=lo, high=hi).apply(crop).astype(np.float32))[None, None]
     device, why = resolve_device(args.device)
+    models = [_bench_model(spec) for spec in [args.teacher, *args.students]]
     print(f"device: {why}")
-    print(f"image: {args.image} ({meta['modality']}), centre crop {size}x{size}")
-    print(f"{'model':<14}{'params':>12}{'GFLOP':>10}{'latency s':>12}{'flops/teacher':>15}{'speed-up':>10}")
-    rows = {}
-    for name in [args.teacher, *args.students]:
-        torch.manual_seed(0)
-        model = build_model(name).to(device).eval()
-        with torch.inference_mode():
-            out = model(x.to(device))
-        assert out.shape == x.shape
-        rows[name] = (count_params(model), count_flops(model, size), latency(model, size, repeats=repeats))
-        p, f, t = rows[name]
-        ft, tt = rows[args.teacher][1], rows[args.teacher][2]
-        print(f"{name:<14}{p:>12,}{f / 1e9:>10.2f}{t:>12.3f}{f / ft:>15.3f}{tt / t:>9.1f}x")
-    for name in args.students:
-        print(f"latency ratio {name}/{args.teacher}: {rows[name][2] / rows[args.teacher][2]:.3f}")
+    print(f"image: {args.image} ({meta['modality']}), {image.shape[0]}x{image.shape[1]}")
+    if args.degradation:
+        norm = models[0][2] or Normalization(low=float(np.percentile(image, 1)), high=float(np.percentile(image, 99.8)))
+        deg = DegradationConfig(kind=args.degradation, sigma=args.sigma, peak=args.peak)
+        clean, noisy = heldout_pair(image, norm, deg, 0.25, args.seed)
+        print(f"quality: held-out bottom {clean.shape[0]} rows, {deg.kind} (sigma {deg.sigma}, peak {deg.peak}), "
+              f"seed {args.seed}, normalised units")  # fmt: skip
+        print(f"psnr input: {psnr_ssim(clean, noisy)[0]:.2f}")
+        for (name, model, _), role in zip(models, ["teacher"] + ["student"] * len(args.students), strict=True):
+            psnr, ssim = psnr_ssim(clean, restore_whole(model, noisy))
+            print(f"psnr {role} {name}: {psnr:.2f}  ssim: {ssim:.4f}")
+    print(f"{'model':<22}{'params':>12}{'GFLOP':>10}{'latency s':>12}{'flops/teacher':>15}{'speed-up':>10}")
+    rows = []
+    for name, model, _ in models:
+        model = model.to(device).eval()
+        rows.append((name, count_params(model), count_flops(model, size), latency(model, size, repeats=repeats)))
+        _, p, f, t = rows[-1]
+        print(f"{name:<22}{p:>12,}{f / 1e9:>10.2f}{t:>12.3f}{f / rows[0][2]:>15.3f}{rows[0][3] / t:>9.1f}x")
+    for name, _, _, t in rows[1:]:
+        print(f"latency ratio {name}/{rows[0][0]}: {t / rows[0][3]:.3f}")
 
 
 def _job(args: argparse.Namespace) -> dict:
