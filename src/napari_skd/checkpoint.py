@@ -138,6 +138,10 @@ def _safe_load(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # not an object reference: plain damage
+            raise CheckpointError(
+                f"could not read {path}: the file is damaged, truncated or not a PyTorch checkpoint"
+            ) from exc
         raise CheckpointError(
             f"refused to load {path}: it contains Python objects other than tensors and plain data, which could "
             "run code on this computer. Only load model files from sources you trust; a trusted file can be "

@@ -1,0 +1,203 @@
+"""Distill widget: pick layers, optionally train a teacher first, distil a student with live progress and Stop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+from ..checkpoint import load_checkpoint
+from ..distillation.config import METHODS, DistillJob, TeacherJob
+from ..errors import InputError
+from ..models import PRESETS
+from ..progress import ProgressEvent
+from ._layers import default_axes, layer_array, layer_picker
+from ._qt import Job, notify, report_error
+from ._session import SESSION
+
+DEGRADATIONS = ["none", "gaussian", "poisson_gaussian", "rician", "blur_noise"]
+TEACHER_MODES = ["use the loaded teacher", "train a teacher first"]
+
+
+def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) -> tuple[TeacherJob | None, DistillJob]:
+    """The validated jobs for a filled-in form (no Qt: testable on its own)."""
+    degradation = None if form["degradation"] == "none" else {"kind": form["degradation"], "sigma": form["noise"]}
+    data = {"degraded": degraded, "clean": clean, "axes": form["axes"] or None, "degradation": degradation,
+            "patch_size": form["patch_size"], "batch_size": form["batch_size"],
+            "val_fraction": form["val_fraction"]}  # fmt: skip
+    output = Path(form["output"])
+    teacher_job = None
+    if form["teacher_mode"] == TEACHER_MODES[1]:
+        teacher_job = TeacherJob(
+            data=data, model=form["teacher_preset"], output=str(output.with_name(output.stem + "-teacher.pt")),
+            overwrite=form["overwrite"], train={"steps": form["teacher_steps"], "lr": form["lr"]},
+        )  # fmt: skip
+    elif teacher is None:
+        raise InputError("load a teacher in the Models widget, or choose 'train a teacher first'")
+    levels = tuple(s.strip() for s in form["levels"].split(",") if s.strip())
+    loss = {"method": form["method"], "alpha1": form["alpha1"], "alpha2": form["alpha2"], "alpha3": form["alpha3"],
+            "sigma": form["sigma"], "levels": levels}  # fmt: skip
+    distill_job = DistillJob(
+        data=data, teacher=teacher if teacher is not None else "(trained first)", student=form["student"], loss=loss,
+        train={"steps": form["steps"], "lr": form["lr"]}, output=str(output), overwrite=form["overwrite"],
+    )  # fmt: skip
+    return teacher_job, distill_job
+
+
+class DistillWidget(Container):
+    """Everything a distillation needs, with a progress bar, a live loss plot and a Stop button."""
+
+    def __init__(self, napari_viewer=None):
+        self.viewer = napari_viewer
+        self.degraded = layer_picker(napari_viewer, "degraded layer", optional=True)
+        self.clean = layer_picker(napari_viewer, "clean layer", optional=True)
+        self.axes = LineEdit(label="axes", value="YX", tooltip="OME letters of the layer's axes, e.g. YX, ZYX, TZYX")
+        self.degradation = ComboBox(
+            label="synthetic noise", choices=DEGRADATIONS, value="none",
+            tooltip="degrade clean images on the fly (when no degraded layer is given)",
+        )  # fmt: skip
+        self.noise = FloatSpinBox(label="noise sigma", value=0.1, min=0.0, max=2.0, step=0.01)
+        self.teacher_mode = ComboBox(label="teacher", choices=TEACHER_MODES, value=TEACHER_MODES[0])
+        self.teacher_preset = ComboBox(label="teacher preset", choices=list(PRESETS), value="teacher-tiny")
+        self.teacher_steps = SpinBox(label="teacher steps", value=300, min=1, max=10**6)
+        self.student = ComboBox(label="student", choices=list(PRESETS), value="student-tiny")
+        self.method = ComboBox(label="method", choices=list(METHODS), value="skd")
+        self.steps = SpinBox(label="steps", value=200, min=1, max=10**6)
+        self.patch_size = SpinBox(label="patch size", value=64, min=8, max=1024, step=8)
+        self.batch_size = SpinBox(label="batch size", value=8, min=1, max=512)
+        self.lr = FloatSpinBox(label="learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
+        self.val_fraction = FloatSpinBox(label="validation rows", value=0.1, min=0.0, max=0.5, step=0.05)
+        self.advanced = CheckBox(text="advanced loss settings", value=False)
+        self.alpha1 = FloatSpinBox(label="alpha1 (MCA)", value=1.0, min=0, max=100, step=0.1)
+        self.alpha2 = FloatSpinBox(label="alpha2 (GK)", value=1.0, min=0, max=100, step=0.1)
+        self.alpha3 = FloatSpinBox(label="alpha3 (contrastive)", value=0.05, min=0, max=100, step=0.01)
+        self.sigma = FloatSpinBox(label="kernel sigma", value=1.0, min=0.01, max=100, step=0.1)
+        self.levels = LineEdit(label="levels", value="enc1, enc2, enc3, latent, dec3, dec2, dec1")
+        self.advanced_box = Container(widgets=[self.alpha1, self.alpha2, self.alpha3, self.sigma, self.levels],
+                                      visible=False)  # fmt: skip
+        default_out = Path.home() / "napari-skd" / "student.pt"
+        self.output = FileEdit(label="save student to", mode="w", value=str(default_out))
+        self.overwrite = CheckBox(text="overwrite an existing file", value=False)
+        self.start = PushButton(text="Distil")
+        self.stop = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, max=1)
+        self.status = Label(value="")
+        super().__init__(
+            widgets=[
+                self.degraded,
+                self.clean,
+                self.axes,
+                self.degradation,
+                self.noise,
+                self.teacher_mode,
+                self.teacher_preset,
+                self.teacher_steps,
+                self.student,
+                self.method,
+                self.steps,
+                self.patch_size,
+                self.batch_size,
+                self.lr,
+                self.val_fraction,
+                self.advanced,
+                self.advanced_box,
+                self.output,
+                self.overwrite,
+                self.start,
+                self.stop,
+                self.progress,
+                self.status,
+            ]  # fmt: skip
+        )
+        from ._plot import LossPlot
+
+        self.plot = LossPlot()
+        self.native.layout().addWidget(self.plot.native)
+        self.job: Job | None = None
+        self.advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", v))
+        self.degraded.changed.connect(self._guess_axes)
+        self.start.changed.connect(self.run)
+        self.stop.changed.connect(self.request_stop)
+
+    def _guess_axes(self, name: str) -> None:
+        if self.viewer is not None and name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            self.axes.value = default_axes(layer.ndim, getattr(layer, "rgb", False))
+
+    def form(self) -> dict[str, Any]:
+        names = ["axes", "degradation", "noise", "teacher_mode", "teacher_preset", "teacher_steps", "student",
+                 "method", "steps", "patch_size", "batch_size", "lr", "val_fraction", "alpha1", "alpha2", "alpha3",
+                 "sigma", "levels", "output", "overwrite"]  # fmt: skip
+        return {n: getattr(self, n).value for n in names}
+
+    def run(self) -> Job | None:
+        """Start the job in a worker thread (returns it, or None when the form is invalid)."""
+        try:
+            degraded = layer_array(self.viewer, self.degraded.value)
+            clean = layer_array(self.viewer, self.clean.value)
+            if degraded is None and clean is None:
+                raise InputError("pick a degraded layer, a clean layer (with synthetic noise), or both")
+            teacher_job, distill_job = build_jobs(self.form(), degraded, clean, SESSION.teacher)
+        except Exception as exc:  # validation errors from pydantic read well enough
+            report_error(exc if isinstance(exc, InputError) else InputError(str(exc)))
+            return None
+        self.plot.clear()
+        self.job = Job(lambda progress, cancel: _run(teacher_job, distill_job, progress, cancel),
+                       self._on_event, self._on_done, self._on_finally)  # fmt: skip
+        self.start.enabled, self.stop.enabled = False, True
+        self.status.value = "starting..."
+        self.job.start()
+        return self.job
+
+    def request_stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+            self.status.value = "stopping after the current step (a checkpoint is saved)..."
+
+    def _on_event(self, e: ProgressEvent) -> None:
+        self.progress.max = max(1, e.total)
+        self.progress.value = min(e.step, e.total)
+        eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
+        what = "teacher" if e.phase == "teacher" else "student"
+        self.status.value = e.message or f"{what}: step {e.step}/{e.total}{eta}"
+        self.plot.add(e)
+
+    def _on_done(self, result: tuple[Path, bool]) -> None:
+        path, completed = result
+        SESSION.set("student", load_checkpoint(path))
+        notify(f"student saved to {path}" + ("" if completed else " (stopped early; rerun to resume)"))
+        self.status.value = f"saved {path}" if completed else f"stopped; saved {path}"
+
+    def _on_finally(self) -> None:
+        self.start.enabled, self.stop.enabled = True, False
+        self.job = None
+
+
+def _run(teacher_job, distill_job, progress, cancel) -> tuple[Path, bool]:
+    """Worker body: train the teacher when asked, then distil; events of the teacher phase are marked 'teacher'."""
+    from ..distillation.api import distill, train_teacher
+
+    if teacher_job is not None:
+
+        def teacher_progress(e: ProgressEvent) -> None:
+            progress(ProgressEvent("teacher" if e.phase == "train" else e.phase, e.step, e.total, e.losses,
+                                   e.metrics, e.eta_s, e.message))  # fmt: skip
+
+        path = train_teacher(teacher_job, progress=teacher_progress, cancel=cancel)
+        if cancel.is_set():
+            return path, False
+        distill_job = distill_job.model_copy(update={"teacher": load_checkpoint(path)})
+    out = distill(distill_job, progress=progress, cancel=cancel)
+    return out, not cancel.is_set()

@@ -1,0 +1,44 @@
+"""Layer pickers that follow the viewer's layer list, and lazy access to layer data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import ComboBox
+
+NONE = "(none)"
+
+
+def image_layer_names(viewer) -> list[str]:
+    from napari.layers import Image
+
+    return [layer.name for layer in viewer.layers if isinstance(layer, Image)] if viewer is not None else []
+
+
+def layer_picker(viewer, label: str, optional: bool = False) -> ComboBox:
+    """A combo box of image layers that refreshes as layers are added, removed or renamed."""
+
+    def choices(_=None) -> list[str]:
+        names = image_layer_names(viewer)
+        return [NONE, *names] if optional else (names or [NONE])
+
+    box = ComboBox(label=label, choices=choices)
+    if viewer is not None:
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.moved):
+            event.connect(lambda *_: box.reset_choices())
+    return box
+
+
+def layer_array(viewer, name: str) -> Any:
+    """The full-resolution data of an image layer, as stored (numpy, dask or zarr: never loaded here)."""
+    if name in (None, NONE) or name not in viewer.layers:
+        return None
+    layer = viewer.layers[name]
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def default_axes(ndim: int, rgb: bool = False) -> str:
+    """A visible starting value for the axes field (the user confirms or edits it)."""
+    if rgb:
+        return "YXC"
+    return {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}.get(ndim, "")

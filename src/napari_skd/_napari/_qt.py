@@ -1,0 +1,63 @@
+"""Small Qt helpers: run a core function in a napari thread worker and deliver its progress on the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Signal
+
+from ..errors import SkdError
+from ..progress import ProgressEvent
+
+
+class _Bridge(QObject):
+    """Signals emitted from the worker thread, received (queued) on the GUI thread."""
+
+    event = Signal(object)
+
+
+class Job:
+    """One long-running call: ``fn(progress=..., cancel=...)`` in a worker thread with a Stop flag.
+
+    ``on_event`` receives every ``ProgressEvent`` on the GUI thread; ``on_done(result)`` on success;
+    ``on_finally()`` always (success, error or stop), so no widget is left in a running state.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        on_event: Callable[[ProgressEvent], None],
+        on_done: Callable[[Any], None],
+        on_finally: Callable[[], None],
+    ):
+        self.cancel = threading.Event()
+        self._bridge = _Bridge()
+        self._bridge.event.connect(on_event)
+        self.worker = create_worker(
+            fn, progress=self._bridge.event.emit, cancel=self.cancel, _start_thread=False, _ignore_errors=True
+        )  # errors are shown by report_error, not re-raised
+        self.worker.returned.connect(on_done)
+        self.worker.errored.connect(report_error)
+        self.worker.finished.connect(on_finally)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+
+def report_error(exc: BaseException) -> None:
+    """Show our errors' messages as notifications; anything else as an internal error."""
+    if isinstance(exc, SkdError):
+        show_error(str(exc))
+    else:
+        show_error(f"napari-skd internal error: {type(exc).__name__}: {exc}")
+
+
+def notify(message: str) -> None:
+    show_info(message)

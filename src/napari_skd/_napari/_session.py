@@ -1,0 +1,27 @@
+"""The teacher and student loaded in this napari session, shared by the widgets."""
+
+from __future__ import annotations
+
+from psygnal import Signal
+
+from ..checkpoint import Checkpoint
+
+
+class Session:
+    """Holds the loaded checkpoints; ``changed`` fires with the role that changed."""
+
+    changed = Signal(str)
+
+    def __init__(self) -> None:
+        self.teacher: Checkpoint | None = None
+        self.student: Checkpoint | None = None
+
+    def set(self, role: str, ck: Checkpoint | None) -> None:
+        setattr(self, role, ck)
+        self.changed.emit(role)
+
+    def get(self, role: str) -> Checkpoint | None:
+        return getattr(self, role)
+
+
+SESSION = Session()

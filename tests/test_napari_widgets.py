@@ -1,0 +1,138 @@
+"""GUI: the widgets driven through their whole path in a real napari viewer (Xvfb), on tiny models."""
+
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_skd._napari._distill import DistillWidget
+from napari_skd._napari._models import ModelsWidget
+from napari_skd._napari._session import SESSION
+from napari_skd.checkpoint import load_checkpoint, save_checkpoint
+from napari_skd.models import build_model
+from napari_skd.samples import load_sample
+
+
+@pytest.fixture(autouse=True)
+def _fresh_session():
+    SESSION.teacher = SESSION.student = None
+    yield
+    SESSION.teacher = SESSION.student = None
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages shown as napari error notifications."""
+    shown = []
+    import napari_skd._napari._qt as qt
+
+    monkeypatch.setattr(qt, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def teacher_file(tmp_path):
+    return save_checkpoint(tmp_path / "teacher.pt", build_model("student-tiny"), role="teacher")
+
+
+def test_models_widget_loads_and_describes_checkpoints(make_napari_viewer, teacher_file, tmp_path, errors):
+    viewer = make_napari_viewer()
+    widget = ModelsWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.teacher_file.value = teacher_file
+    widget.load_teacher.clicked.emit()
+    assert SESSION.teacher is not None and SESSION.teacher.role == "teacher"
+    assert "role: teacher" in widget.teacher_info.value and "parameters: 207,393" in widget.teacher_info.value
+    assert widget.device.value.startswith("using ")
+    # a teacher is not a student
+    widget.student_file.value = teacher_file
+    widget.load_student.clicked.emit()
+    assert SESSION.student is None and "holds a teacher, not a student" in errors[-1]
+
+
+def test_models_widget_refuses_unsafe_and_broken_files(make_napari_viewer, tmp_path, errors):
+    viewer = make_napari_viewer()
+    widget = ModelsWidget(viewer)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert not widget.load("teacher", bad)
+    assert "damaged, truncated or not a PyTorch checkpoint" in errors[-1]
+    assert SESSION.teacher is None and widget.teacher_info.value == "no teacher loaded"
+
+
+def test_layer_pickers_follow_the_layer_list(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = DistillWidget(viewer)
+    viewer.add_image(np.zeros((32, 32)), name="a")
+    assert "a" in widget.degraded.choices and "a" in widget.clean.choices
+    viewer.layers.remove("a")
+    assert "a" not in widget.degraded.choices
+
+
+def test_distill_widget_trains_teacher_then_student_with_stop_and_resume(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    image, _ = load_sample("nuclei2d")
+    viewer.add_image(image[:128, :128].astype(np.float32), name="nuclei")
+    widget = DistillWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.clean.value = "nuclei"
+    widget.degradation.value = "gaussian"
+    widget.teacher_mode.value = "train a teacher first"
+    widget.teacher_preset.value = "student-tiny"
+    widget.teacher_steps.value = 3
+    widget.steps.value = 40
+    widget.patch_size.value = 32
+    widget.batch_size.value = 2
+    widget.output.value = tmp_path / "student.pt"
+
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+
+    def stop_when_student_runs(e):
+        if e.phase == "train" and e.step >= 2:
+            widget.request_stop()
+
+    job = widget.run()
+    assert job is not None and not widget.start.enabled and widget.stop.enabled
+    job._bridge.event.connect(stop_when_student_runs)
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
+        pass
+    timer.stop()
+    assert len(ticks) > 5  # the event loop kept running while the job worked
+    assert widget.start.enabled and not widget.stop.enabled  # no spinning UI after Stop
+    stopped = load_checkpoint(tmp_path / "student.pt")  # Stop saved a usable checkpoint
+    assert stopped.role == "student" and not stopped.record["completed"]
+    assert SESSION.student is not None
+    assert (tmp_path / "student-teacher.pt").exists()
+    assert widget.plot.series and widget.progress.value >= 2
+
+    # Run again: the same job resumes and finishes
+    widget.teacher_mode.value = "use the loaded teacher"
+    SESSION.teacher = load_checkpoint(tmp_path / "student-teacher.pt")
+    job = widget.run()
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
+        pass
+    done = load_checkpoint(tmp_path / "student.pt")
+    assert done.record["completed"] and done.record["resumed"] and done.record["steps"] == 40
+
+
+def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, qtbot, errors, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((16, 16), dtype=np.float32), name="tiny")
+    widget = DistillWidget(viewer)
+    assert widget.run() is None
+    assert "pick a degraded layer" in errors[-1]
+    widget.degraded.value = "tiny"
+    widget.output.value = tmp_path / "s.pt"
+    assert widget.run() is None
+    assert "load a teacher in the Models widget" in errors[-1]
+    SESSION.teacher = load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_model("student-tiny")))
+    job = widget.run()  # the 16 x 16 layer is smaller than the 64 patch: the worker reports it
+    with qtbot.waitSignal(job.worker.finished, timeout=60_000):
+        pass
+    assert "larger than the image" in errors[-1]
+    assert widget.start.enabled and not widget.stop.enabled
+    assert not (tmp_path / "s.pt").exists()
