@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import FEATURE_LEVELS, ModelConfig
-from .layers import LayerNorm, PixelShuffle3d, PixelUnshuffle3d, conv, crop_to, pad_to_multiple
+from .base import RestorationNet
+from .config import ModelConfig
+from .layers import LayerNorm, PixelShuffle3d, PixelUnshuffle3d, conv
 
 
 class MDTA(nn.Module):
@@ -106,7 +107,7 @@ class Upsample(nn.Module):
         return self.body(x)
 
 
-class Restormer(nn.Module):
+class Restormer(RestorationNet):
     """4-level encoder-decoder of transformer blocks with skip connections and a global residual.
 
     ``model(x)`` returns the restored image; ``model(x, return_features=True)`` returns it together with the features
@@ -144,25 +145,13 @@ class Restormer(nn.Module):
         self.refinement = stage(c2, h1, cfg.num_refinement_blocks)
         self.output = conv(sd, c2, cfg.out_channels, 3, bias=bias)
 
-    @property
-    def multiple(self) -> int:
-        return self.config.multiple
-
-    def encode(self, x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
-        """Features of the first ``levels`` encoder levels only (the contrastive loss's feature space)."""
-        inp, _ = pad_to_multiple(x, self.multiple)
+    def encoder(self, inp: torch.Tensor, levels: int) -> list[torch.Tensor]:
         feats = [self.encoder_level1(self.patch_embed(inp))]
         for down, enc in ((self.down1_2, self.encoder_level2), (self.down2_3, self.encoder_level3))[: levels - 1]:
             feats.append(enc(down(feats[-1])))
         return feats
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        if x.ndim != self.config.spatial_dims + 2 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"expected a tensor (N, {self.config.in_channels}, {'Z, ' if self.config.spatial_dims == 3 else ''}"
-                f"Y, X), got shape {tuple(x.shape)}"
-            )
-        inp, shape = pad_to_multiple(x, self.multiple)
+    def body(self, inp: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         enc1 = self.encoder_level1(self.patch_embed(inp))
         enc2 = self.encoder_level2(self.down1_2(enc1))
         enc3 = self.encoder_level3(self.down2_3(enc2))
@@ -170,12 +159,4 @@ class Restormer(nn.Module):
         dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], 1)))
         dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], 1)))
         dec1 = self.refinement(self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], 1)))
-        out = self.output(dec1)
-        if self.config.in_channels == self.config.out_channels:
-            out = out + inp  # global residual: the network predicts the correction
-        out = crop_to(out, shape)
-        if return_features:
-            feats = [enc1, enc2, enc3, latent, dec3, dec2, dec1]
-            assert len(feats) == len(FEATURE_LEVELS)
-            return out, feats
-        return out
+        return self.output(dec1), [enc1, enc2, enc3, latent, dec3, dec2, dec1]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import FEATURE_LEVELS, ModelConfig
-from .layers import conv, crop_to, pad_to_multiple
+from .base import RestorationNet
+from .config import ModelConfig
+from .layers import conv
 
 
 class ConvStage(nn.Sequential):
@@ -24,7 +25,7 @@ class ConvStage(nn.Sequential):
         super().__init__(*layers)
 
 
-class UNet(nn.Module):
+class UNet(RestorationNet):
     """Encoder-decoder of convolution stages; ``model(x, return_features=True)`` taps the 7 levels."""
 
     def __init__(self, cfg: ModelConfig):
@@ -45,22 +46,13 @@ class UNet(nn.Module):
         self.dec1 = ConvStage(c2 + c1, c1, n1, sd)
         self.output = conv(sd, c1, cfg.out_channels, 1, bias=True)
 
-    @property
-    def multiple(self) -> int:
-        return self.config.multiple
-
-    def encode(self, x: torch.Tensor, levels: int = 3) -> list[torch.Tensor]:
-        """Features of the first ``levels`` encoder levels only."""
-        inp, _ = pad_to_multiple(x, self.multiple)
+    def encoder(self, inp: torch.Tensor, levels: int) -> list[torch.Tensor]:
         feats = [self.enc1(inp)]
         for enc in (self.enc2, self.enc3)[: levels - 1]:
             feats.append(enc(self.pool(feats[-1])))
         return feats
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        if x.ndim != self.config.spatial_dims + 2 or x.shape[1] != self.config.in_channels:
-            raise ValueError(f"expected a tensor (N, {self.config.in_channels}, spatial...), got {tuple(x.shape)}")
-        inp, shape = pad_to_multiple(x, self.multiple)
+    def body(self, inp: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         e1 = self.enc1(inp)
         e2 = self.enc2(self.pool(e1))
         e3 = self.enc3(self.pool(e2))
@@ -68,12 +60,4 @@ class UNet(nn.Module):
         d3 = self.dec3(torch.cat([self.up(lat), e3], 1))
         d2 = self.dec2(torch.cat([self.up(d3), e2], 1))
         d1 = self.dec1(torch.cat([self.up(d2), e1], 1))
-        out = self.output(d1)
-        if self.config.in_channels == self.config.out_channels:
-            out = out + inp
-        out = crop_to(out, shape)
-        if return_features:
-            feats = [e1, e2, e3, lat, d3, d2, d1]
-            assert len(feats) == len(FEATURE_LEVELS)
-            return out, feats
-        return out
+        return self.output(d1), [e1, e2, e3, lat, d3, d2, d1]
