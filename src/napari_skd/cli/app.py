@@ -1,0 +1,126 @@
+"""Command line ``napari-skd``: a thin adapter over the core (parse, call, print); never imports napari or Qt.
+
+Exit codes: 0 success, 2 bad input or configuration (message, no traceback), 1 internal failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+
+from ..errors import SkdError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors are bad input too
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INPUT, f"napari-skd: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..models import PRESETS
+
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = _Parser(prog="napari-skd", description=__doc__.splitlines()[0], formatter_class=fmt)
+    p.add_argument("--verbose", action="store_true", help="debug log lines and tracebacks of internal errors")
+    p.add_argument("--quiet", action="store_true", help="only results and errors, no progress")
+    p.add_argument("--log-file", help="also write every log line, with times, to this file")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    info = sub.add_parser("info", help="parameters and FLOPs of a preset or a checkpoint", formatter_class=fmt)
+    src = info.add_mutually_exclusive_group(required=True)
+    src.add_argument("checkpoint", nargs="?", help="checkpoint file (.pt) or official Restormer .pth")
+    src.add_argument("--preset", choices=list(PRESETS), help="a named architecture instead of a checkpoint")
+    info.add_argument("--size", type=int, default=256, help="side of the square (or cubic) input for FLOPs")
+    info.add_argument("--in-channels", type=int, default=1, help="image channels (presets only)")
+    info.add_argument("--spatial-dims", type=int, choices=(2, 3), default=2, help="2D or 3D network (presets only)")
+
+    bench = sub.add_parser(
+        "bench", help="teacher vs students: parameters, FLOPs, latency and quality on a real image", formatter_class=fmt
+    )
+    bench.add_argument("--image", default="nuclei2d", help="a sample name (see sample_data/README.md)")
+    bench.add_argument("--size", type=int, default=256, help="side of the square input timed for latency")
+    bench.add_argument("--teacher", default="teacher", help="teacher preset name or checkpoint file")
+    bench.add_argument("--students", nargs="+", default=["student-s", "student-xs"], help="presets or checkpoints")
+    bench.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (median reported)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    bench.add_argument(
+        "--degradation",
+        choices=["gaussian", "poisson_gaussian", "rician", "blur_noise"],
+        help="also measure PSNR/SSIM on the held-out bottom quarter of the image under this synthetic degradation",
+    )
+    bench.add_argument("--sigma", type=float, default=0.05, help="noise sigma of --degradation (normalised units)")
+    bench.add_argument("--peak", type=float, default=20.0, help="photons at intensity 1 (poisson_gaussian)")
+    bench.add_argument("--seed", type=int, default=1234, help="seed of the evaluation noise")
+    for name, what in (("train-teacher", "train a teacher (supervised, or Noise2Void without clean data)"),
+                       ("distill", "distil a student from a teacher checkpoint")):  # fmt: skip
+        job = sub.add_parser(name, help=what, formatter_class=fmt)
+        job.add_argument("--config", required=True, help="YAML job file (see docs/examples/)")
+        job.add_argument("--output", help="checkpoint to write (overrides the file's 'output')")
+        job.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
+        job.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
+        job.add_argument("--overwrite", action="store_true", help="replace an existing finished output")
+        if name == "distill":
+            job.add_argument("--method", help="skd, scratch, output-kd, feature-kd, skd-no-mca or skd-no-cl")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .commands import COMMANDS
+    from .report import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.verbose, args.log_file)
+    cancel = threading.Event()
+    previous = _stop_on_ctrl_c(cancel)
+    try:
+        COMMANDS[args.command](args, cancel)
+    except SkdError as exc:
+        print(f"napari-skd: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("napari-skd: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # an internal failure: say so plainly, traceback only on request
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"napari-skd: internal error: {type(exc).__name__}: {exc} (rerun with --verbose for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if cancel.is_set():
+        print("napari-skd: interrupted; the work so far is saved and a rerun of the same command resumes it",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _stop_on_ctrl_c(cancel: threading.Event):
+    """First Ctrl-C (or SIGTERM) asks the running job to stop cleanly; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nnapari-skd: stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return previous
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The subcommands: each parses its arguments, calls one core function and prints the result."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from .jobs import load_job
+from .report import progress_printer, say
+
+
+def _positive(name: str, value: int) -> int:
+    if value < 1:
+        raise InputError(f"--{name} must be a positive integer, got {value}")
+    return value
+
+
+def cmd_info(args: argparse.Namespace, cancel=None) -> None:
+    from ..models import build_model, count_flops, count_params
+
+    size = _positive("size", args.size)
+    if args.preset:
+        model = build_model(
+            args.preset,
+            in_channels=args.in_channels,
+            out_channels=args.in_channels,
+            spatial_dims=args.spatial_dims,
+        )
+        print(f"preset: {args.preset}")
+    else:
+        from ..checkpoint import load_checkpoint
+
+        ck = load_checkpoint(args.checkpoint)
+        model = ck.model
+        print(f"checkpoint: {args.checkpoint}")
+        print(f"role: {ck.role}")
+        print(f"format_version: {ck.format_version}")
+        print(f"normalisation: {ck.norm.model_dump() if ck.norm else 'identity'}")
+        if ck.teacher_hash:
+            print(f"teacher_hash: {ck.teacher_hash}")
+    cfg = model.config
+    print(f"architecture: {cfg.model_dump_json()}")
+    print(f"params: {count_params(model)}")
+    print(f"flops: {count_flops(model, size)}")
+    print(f"flops_input: {'x'.join([str(size)] * cfg.spatial_dims)}")
+
+
+def _bench_model(spec: str):
+    """(display name, model, normalisation) of a preset name (random weights) or a checkpoint file."""
+    import torch
+
+    from ..models import PRESETS, build_model
+
+    if spec in PRESETS:
+        torch.manual_seed(0)
+        return spec, build_model(spec), None
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{spec!r} is neither a model preset ({', '.join(PRESETS)}) nor a checkpoint file")
+    from ..checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path)
+    return path.stem, ck.model, ck.norm
+
+
+def cmd_bench(args: argparse.Namespace, cancel=None) -> None:
+    import numpy as np
+
+    from ..data.degrade import DegradationConfig
+    from ..device import resolve_device
+    from ..evaluation import heldout_pair, psnr_ssim, restore_whole
+    from ..models import count_flops, count_params, latency
+    from ..normalize import Normalization
+    from ..samples import load_sample
+
+    size = _positive("size", args.size)
+    repeats = _positive("repeats", args.repeats)
+    image, meta = load_sample(args.image)
+    if image.ndim != 2:
+        image = image[image.shape[0] // 2]
+    if min(image.shape) < size:
+        raise InputError(f"--size {size} is larger than the image {args.image} ({image.shape}); use a smaller size")
+    device, why = resolve_device(args.device)
+    models = [_bench_model(spec) for spec in [args.teacher, *args.students]]
+    print(f"device: {why}")
+    print(f"image: {args.image} ({meta['modality']}), {image.shape[0]}x{image.shape[1]}")
+    if args.degradation:
+        norm = models[0][2] or Normalization(low=float(np.percentile(image, 1)), high=float(np.percentile(image, 99.8)))
+        deg = DegradationConfig(kind=args.degradation, sigma=args.sigma, peak=args.peak)
+        clean, noisy = heldout_pair(image, norm, deg, 0.25, args.seed)
+        print(f"quality: held-out bottom {clean.shape[0]} rows, {deg.kind} (sigma {deg.sigma}, peak {deg.peak}), "
+              f"seed {args.seed}, normalised units")  # fmt: skip
+        print(f"psnr input: {psnr_ssim(clean, noisy)[0]:.2f}")
+        for (name, model, _), role in zip(models, ["teacher"] + ["student"] * len(args.students), strict=True):
+            psnr, ssim = psnr_ssim(clean, restore_whole(model, noisy))
+            print(f"psnr {role} {name}: {psnr:.2f}  ssim: {ssim:.4f}")
+    print(f"{'model':<22}{'params':>12}{'GFLOP':>10}{'latency s':>12}{'flops/teacher':>15}{'speed-up':>10}")
+    rows = []
+    for name, model, _ in models:
+        model = model.to(device).eval()
+        rows.append((name, count_params(model), count_flops(model, size), latency(model, size, repeats=repeats)))
+        _, p, f, t = rows[-1]
+        print(f"{name:<22}{p:>12,}{f / 1e9:>10.2f}{t:>12.3f}{f / rows[0][2]:>15.3f}{rows[0][3] / t:>9.1f}x")
+    for name, _, _, t in rows[1:]:
+        print(f"latency ratio {name}/{rows[0][0]}: {t / rows[0][3]:.3f}")
+
+
+def cmd_train_teacher(args: argparse.Namespace, cancel=None) -> None:
+    from ..distillation.api import train_teacher
+
+    say(f"saved {train_teacher(load_job(args), progress=progress_printer(args.quiet), cancel=cancel)}")
+
+
+def cmd_distill(args: argparse.Namespace, cancel=None) -> None:
+    from ..distillation.api import distill
+
+    say(f"saved {distill(load_job(args), progress=progress_printer(args.quiet), cancel=cancel)}")
+
+
+COMMANDS = {"info": cmd_info, "bench": cmd_bench, "train-teacher": cmd_train_teacher, "distill": cmd_distill}

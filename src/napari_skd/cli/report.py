@@ -1,0 +1,66 @@
+"""What the command line prints: progress as a bar on terminals or as log lines, from the main process only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from ..progress import ProgressEvent, ProgressFn
+
+log = logging.getLogger("napari_skd")
+
+
+def is_main_rank() -> bool:
+    """Under torchrun every rank runs the command; only rank 0 reports."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def say(text: str) -> None:
+    """A result line on stdout (main rank only; shown even with --quiet)."""
+    if is_main_rank():
+        print(text, flush=True)
+
+
+def progress_printer(quiet: bool = False) -> ProgressFn | None:
+    """A progress bar redrawn in place on a terminal; otherwise log lines about every 10 % and at validations."""
+    if quiet or not is_main_rank():
+        return None
+    bar = sys.stderr.isatty()
+
+    def show(e: ProgressEvent) -> None:
+        losses = " ".join(f"{k}={v:.4g}" for k, v in e.losses.items())
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in e.metrics.items())
+        eta = f" eta {e.eta_s:.0f}s" if e.eta_s is not None else ""
+        if bar and e.phase in ("train", "teacher", "restore") and e.total:
+            width = 30
+            filled = int(width * e.step / e.total)
+            line = f"\r[{e.phase}] [{'#' * filled}{'.' * (width - filled)}] {e.step}/{e.total}{eta} {losses}"
+            sys.stderr.write(line[:160].ljust(100))
+            if e.step == e.total or e.metrics:
+                sys.stderr.write("\n")
+                if metrics:
+                    log.info("[%s] %d/%d %s", e.phase, e.step, e.total, metrics)
+            sys.stderr.flush()
+            return
+        every = max(1, e.total // 10)
+        if e.phase in ("train", "teacher", "restore") and not e.metrics and e.step % every and e.step != e.total:
+            return
+        log.info(f"[{e.phase}] {e.step}/{e.total} {losses} {metrics}{eta} {e.message}".rstrip())
+
+    return show
+
+
+def setup_logging(quiet: bool, verbose: bool, log_file: str | None) -> None:
+    """Log lines to stdout (INFO, or DEBUG with --verbose, WARNING with --quiet) and, on request, to a file."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file:
+        handlers.append(logging.FileHandler(log_file))
+    handlers[0].setFormatter(logging.Formatter("%(message)s"))
+    for h in handlers[1:]:
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers[:] = handlers
+    log.setLevel(logging.DEBUG if log_file else level)
+    handlers[0].setLevel(level)
+    log.propagate = False
