@@ -74,3 +74,47 @@ def test_bad_job_files_exit_2_with_the_reason(tmp_path, content, message):
     r = cli("train-teacher", "--config", str(job))
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def _fields(model, prefix=""):
+    from pydantic import BaseModel
+
+    from napari_skd.cli.flags import _unwrap
+
+    for name, field in model.model_fields.items():
+        t, _ = _unwrap(field.annotation)
+        if name == "version":
+            continue
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            yield from _fields(t, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}".replace("_", "-")
+
+
+@pytest.mark.parametrize("command", ["train-teacher", "distill"])
+def test_help_lists_every_job_option_with_its_default(command):
+    from napari_skd.distillation.config import DistillJob, TeacherJob
+
+    model = TeacherJob if command == "train-teacher" else DistillJob
+    out = " ".join(cli(command, "--help").stdout.split())  # undo line wrapping
+    for flag in _fields(model):
+        assert f"--{flag}" in out, flag
+    assert "(default: 64)" in out  # patch size
+    assert "(default: 0.05)" in out or command == "train-teacher"  # alpha3
+
+
+def test_flags_override_the_job_file(jobs):
+    r = cli("train-teacher", "--config", str(jobs / "teacher.yaml"), "--output", str(jobs / "flags.pt"),
+            "--train.steps", "2", "--data.patch-size", "16", "--no-data.augment")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    ck = load_checkpoint(jobs / "flags.pt")
+    assert ck.record["steps"] == 2
+    assert ck.record["data"]["patch_size"] == 16 and ck.record["data"]["augment"] is False
+
+
+def test_a_job_from_flags_alone(jobs):
+    r = cli("train-teacher", "--data.clean", str(jobs / "crop.tif"), "--data.axes", "YX",
+            "--data.degradation.kind", "gaussian", "--data.patch-size", "32", "--data.batch-size", "2",
+            "--model", "student-tiny", "--steps", "2", "--output", str(jobs / "bare.pt"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert load_checkpoint(jobs / "bare.pt").record["data"]["degradation"]["kind"] == "gaussian"

@@ -58,16 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sigma", type=float, default=0.05, help="noise sigma of --degradation (normalised units)")
     bench.add_argument("--peak", type=float, default=20.0, help="photons at intensity 1 (poisson_gaussian)")
     bench.add_argument("--seed", type=int, default=1234, help="seed of the evaluation noise")
-    for name, what in (("train-teacher", "train a teacher (supervised, or Noise2Void without clean data)"),
-                       ("distill", "distil a student from a teacher checkpoint")):  # fmt: skip
-        job = sub.add_parser(name, help=what, formatter_class=fmt)
-        job.add_argument("--config", required=True, help="YAML job file (see docs/examples/)")
-        job.add_argument("--output", help="checkpoint to write (overrides the file's 'output')")
-        job.add_argument("--steps", type=int, help="optimiser steps (overrides train.steps)")
-        job.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides train.device)")
-        job.add_argument("--overwrite", action="store_true", help="replace an existing finished output")
+    from ..distillation.config import DistillJob, TeacherJob
+    from .flags import DEST, add_model_flags
+
+    for name, what, model in (
+        ("train-teacher", "train a teacher (supervised, or Noise2Void without clean data)", TeacherJob),
+        ("distill", "distil a student from a teacher checkpoint", DistillJob),
+    ):
+        job = sub.add_parser(
+            name, help=what, description=f"{what}. Settings come from --config (YAML) and/or flags; flags win."
+        )
+        job.add_argument("--config", help="YAML job file (see docs/examples/ and docs/cli.md)")
+        job.add_argument("--steps", dest=DEST + "train.steps", type=int, metavar="N", help="short for --train.steps")
+        job.add_argument("--device", dest=DEST + "train.device", metavar="DEVICE", help="short for --train.device")
         if name == "distill":
-            job.add_argument("--method", help="skd, scratch, output-kd, feature-kd, skd-no-mca or skd-no-cl")
+            job.add_argument("--method", dest=DEST + "loss.method", metavar="METHOD", help="short for --loss.method")
+        add_model_flags(job, model)
     return p
 
 

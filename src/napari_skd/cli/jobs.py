@@ -1,17 +1,20 @@
-"""YAML job files with command-line overrides."""
+"""YAML job files merged with command-line flags (flags win)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputError
+from .flags import merge, overrides
 
 
-def load_job(args: argparse.Namespace) -> dict:
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A job file as a dict, with user-facing errors."""
     import yaml
 
-    path = Path(args.config)
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"job file not found: {path}")
     try:
@@ -20,14 +23,10 @@ def load_job(args: argparse.Namespace) -> dict:
         raise InputError(f"{path} is not valid YAML: {exc}") from exc
     if not isinstance(job, dict):
         raise InputError(f"{path} must hold a mapping of settings (key: value), not {type(job).__name__}")
-    train = job.setdefault("train", {})
-    for key, value in (("steps", args.steps), ("device", args.device)):
-        if value is not None:
-            train[key] = value
-    if args.output:
-        job["output"] = args.output
-    if args.overwrite:
-        job["overwrite"] = True
-    if getattr(args, "method", None):
-        job.setdefault("loss", {})["method"] = args.method
     return job
+
+
+def load_job(args: argparse.Namespace) -> dict[str, Any]:
+    """The job of ``--config`` (if any) with every given flag applied on top."""
+    base = read_yaml(args.config) if args.config else {}
+    return merge(base, overrides(args))
