@@ -136,3 +136,89 @@ def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, q
     assert "larger than the image" in errors[-1]
     assert widget.start.enabled and not widget.stop.enabled
     assert not (tmp_path / "s.pt").exists()
+
+
+# --- restore widget ---------------------------------------------------------------------------------------------
+from napari_skd._napari._preview import preview_region  # noqa: E402
+from napari_skd._napari._restore import ZARR, RestoreWidget  # noqa: E402
+
+
+def test_preview_region_is_the_current_slice_around_the_centre():
+    region = preview_region((5, 100, 80), "ZYX", (3, 0, 0), (50.0, 10.0), 32)
+    assert region == (3, slice(34, 66), slice(0, 32))
+    assert preview_region((2, 40, 40), "CYX", (1, 0, 0), (20, 20), 64) == (slice(None), slice(0, 40), slice(0, 40))
+
+
+@pytest.fixture
+def student_and_teacher(tmp_path):
+    from napari_skd.normalize import Normalization
+
+    norm = Normalization(low=0.0, high=200.0)
+    t = load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_model("student-tiny"), role="teacher", norm=norm))
+    s = load_checkpoint(save_checkpoint(tmp_path / "s.pt", build_model("unet-xs"), role="student", norm=norm))
+    SESSION.teacher, SESSION.student = t, s
+    return t, s
+
+
+def test_restore_widget_streams_a_zarr_layer_into_ome_zarr(make_napari_viewer, qtbot, tmp_path, student_and_teacher):
+    import dask.array as da
+    import zarr
+
+    from napari_skd.io import open_image
+
+    image, _ = load_sample("nuclei2d")
+    store = tmp_path / "input.zarr"
+    z = zarr.create_array(str(store), shape=(3, 160, 160), chunks=(1, 64, 64), dtype="uint16")
+    z[:] = np.stack([image[:160, :160]] * 3)
+    viewer = make_napari_viewer()
+    viewer.add_image(da.from_zarr(str(store)), name="vol", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
+    assert not isinstance(viewer.layers["vol"].data, np.ndarray)  # a lazy, zarr-backed layer
+    widget = RestoreWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.axes.value == "ZYX"
+    widget.target.value = ZARR
+    widget.path.value = tmp_path / "out.zarr"
+    widget.tile.value = 64
+    job = widget.run()
+    with qtbot.waitSignal(job.worker.finished, timeout=120_000):
+        pass
+    layer = viewer.layers["vol restored (student)"]
+    assert not isinstance(layer.data, np.ndarray)  # lazy view of the OME-Zarr output
+    np.testing.assert_allclose(layer.scale, (2.0, 0.5, 0.5))
+    np.testing.assert_allclose(layer.translate, (0, 10, 20))
+    out = open_image(tmp_path / "out.zarr")
+    assert out.shape == (3, 160, 160) and out.scale == {"Z": 2.0, "Y": 0.5, "X": 0.5}
+    assert np.isfinite(np.asarray(layer.data[1])).all()
+    assert widget.start.enabled and not widget.stop.enabled
+
+
+def test_preview_and_compare_show_psnr_against_clean(make_napari_viewer, qtbot, student_and_teacher):
+    image, _ = load_sample("nuclei2d")
+    clean = image[:96, :96].astype(np.float32)
+    noisy = clean + np.random.default_rng(0).normal(0, 10, clean.shape).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(noisy, name="noisy")
+    viewer.add_image(clean, name="clean")
+    widget = RestoreWidget(viewer)
+    widget.image.value, widget.clean.value = "noisy", "clean"
+    widget.preview_size.value = 64
+    job = widget.run_preview()
+    with qtbot.waitSignal(job.worker.finished, timeout=60_000):
+        pass
+    assert viewer.layers["preview: student"].data.shape == (64, 64)
+    job = widget.run_compare()
+    with qtbot.waitSignal(job.worker.finished, timeout=60_000):
+        pass
+    assert {"compare: input", "compare: teacher", "compare: student"} <= {layer.name for layer in viewer.layers}
+    from napari_skd._napari._restore import _grid
+
+    assert _grid(viewer).enabled
+    assert "teacher: PSNR" in widget.status.value and "student: PSNR" in widget.status.value
+
+
+def test_restore_widget_without_a_model_explains(make_napari_viewer, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="img")
+    widget = RestoreWidget(viewer)
+    assert widget.run() is None
+    assert "load a student in the Models widget first" in errors[-1]

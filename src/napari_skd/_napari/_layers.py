@@ -42,3 +42,26 @@ def default_axes(ndim: int, rgb: bool = False) -> str:
     if rgb:
         return "YXC"
     return {2: "YX", 3: "ZYX", 4: "TZYX", 5: "TCZYX"}.get(ndim, "")
+
+
+def layer_image(viewer, name: str, axes: str):
+    """A lazy ``io.Image`` of a layer carrying its scale, translate and units, so outputs keep them."""
+    import dask.array as da
+
+    from ..axes import validate_axes
+    from ..io import Image
+
+    layer = viewer.layers[name]
+    data = layer_array(viewer, name)
+    axes = validate_axes(axes, data.ndim)
+    spatial = {a: i for i, a in enumerate(axes) if a in "ZYX"}
+    units = getattr(layer, "units", None)
+    return Image(
+        data=data if isinstance(data, da.Array) else da.from_array(data, chunks="auto"),
+        axes=axes,
+        scale={a: float(layer.scale[i]) for a, i in spatial.items()},
+        translation={a: float(layer.translate[i]) for a, i in spatial.items()},
+        units={a: str(units[i]) for a, i in spatial.items() if units is not None and str(units[i]) != "pixel"},
+        source=f"napari layer {name!r}",
+        name=name,
+    )

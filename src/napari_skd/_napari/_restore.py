@@ -1,0 +1,270 @@
+"""Restore widget: restore a layer (or just the current view) with the loaded teacher or student, lazily and
+block by block into OME-Zarr, with progress, Stop and a one-click teacher / student comparison."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+
+from ..errors import InputError
+from ..progress import ProgressEvent
+from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
+from ._preview import preview_region, region_axes, region_offset
+from ._qt import Job, notify, report_error
+from ._session import SESSION
+
+MEMORY, ZARR = "new layer (in memory)", "OME-Zarr file (large data)"
+
+
+class RestoreWidget(Container):
+    """Layer in, restored layer out; the OME-Zarr output appears at once and fills in as blocks finish."""
+
+    def __init__(self, napari_viewer=None):
+        self.viewer = napari_viewer
+        self.image = layer_picker(napari_viewer, "image layer")
+        self.clean = layer_picker(napari_viewer, "clean layer (optional)", optional=True)
+        self.axes = LineEdit(label="axes", value="YX", tooltip="OME letters of the layer's axes, e.g. YX, ZYX, TZYX")
+        self.model = ComboBox(label="model", choices=["student", "teacher"], value="student")
+        self.tile = SpinBox(label="tile (0 = auto)", value=0, min=0, max=4096, step=8)
+        self.overlap = SpinBox(label="overlap (0 = auto)", value=0, min=0, max=512, step=8)
+        self.batch = SpinBox(label="batch (0 = auto)", value=0, min=0, max=256)
+        self.target = ComboBox(label="output", choices=[MEMORY, ZARR], value=MEMORY)
+        self.path = FileEdit(label="OME-Zarr path", mode="w", value=str(Path.home() / "napari-skd" / "restored.zarr"))
+        self.overwrite = CheckBox(text="overwrite an existing output", value=False)
+        self.start = PushButton(text="Restore")
+        self.preview_size = SpinBox(label="preview size", value=256, min=16, max=4096, step=16)
+        self.preview = PushButton(text="Preview current view")
+        self.compare = PushButton(text="Compare input / teacher / student")
+        self.stop = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(label="progress", value=0, max=1)
+        self.status = Label(value="")
+        super().__init__(
+            widgets=[
+                self.image,
+                self.clean,
+                self.axes,
+                self.model,
+                self.tile,
+                self.overlap,
+                self.batch,
+                self.target,
+                self.path,
+                self.overwrite,
+                self.start,
+                self.preview_size,
+                self.preview,
+                self.compare,
+                self.stop,
+                self.progress,
+                self.status,
+            ]  # fmt: skip
+        )
+        self.job: Job | None = None
+        self.output_layer = None
+        self._last_refresh = 0.0
+        self.image.changed.connect(self._guess_axes)
+        self.start.changed.connect(self.run)
+        self.preview.changed.connect(self.run_preview)
+        self.compare.changed.connect(self.run_compare)
+        self.stop.changed.connect(lambda: self.job.stop() if self.job else None)
+        self._guess_axes(self.image.value)
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+    def _guess_axes(self, name: str) -> None:
+        if self.viewer is not None and name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            self.axes.value = default_axes(layer.ndim, getattr(layer, "rgb", False))
+
+    def _checkpoint(self, role: str):
+        ck = SESSION.get(role)
+        if ck is None:
+            raise InputError(f"load a {role} in the Models widget first")
+        return ck
+
+    def _options(self) -> dict[str, Any]:
+        return {"axes": self.axes.value or None, "tile": self.tile.value or None,
+                "overlap": self.overlap.value or None, "batch_size": self.batch.value or None}  # fmt: skip
+
+    def _begin(self, fn, on_done) -> Job:
+        self.job = Job(fn, self._on_event, on_done, self._on_finally)
+        self.start.enabled = self.preview.enabled = self.compare.enabled = False
+        self.stop.enabled = True
+        self.status.value = "starting..."
+        self.job.start()
+        return self.job
+
+    def _on_event(self, e: ProgressEvent) -> None:
+        self.progress.max = max(1, e.total)
+        self.progress.value = min(e.step, e.total)
+        eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
+        self.status.value = e.message or f"block {e.step}/{e.total}{eta}"
+        if self.target.value == ZARR and self.job is not None and getattr(self, "_zarr_job", False):
+            self._show_zarr(force=e.step == e.total)
+
+    def _on_finally(self) -> None:
+        self.start.enabled = self.preview.enabled = self.compare.enabled = True
+        self.stop.enabled = False
+        self.job = None
+
+    def _add(self, data, source_name: str, name: str, offset: list[int] | None = None, axes_kept: str | None = None):
+        """Add a result layer with the source layer's scale and translate (shifted by ``offset`` voxels)."""
+        src = self.viewer.layers[source_name]
+        scale, translate = np.asarray(src.scale), np.asarray(src.translate, dtype=float)
+        if offset is not None and axes_kept is not None:
+            translate = translate + np.asarray(offset) * scale
+            keep = [i for i, a in enumerate(self.axes.value) if a in axes_kept]
+            scale, translate = scale[keep], translate[keep]
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.data, layer.scale, layer.translate = data, scale, translate
+            return layer
+        return self.viewer.add_image(data, name=name, scale=scale, translate=translate,
+                                     contrast_limits=_limits(data))  # fmt: skip
+
+    # --- whole layer -----------------------------------------------------------------------------------------
+    def run(self) -> Job | None:
+        from ..restoration.api import restore
+
+        try:
+            role, name = self.model.value, self.image.value
+            ck = self._checkpoint(role)
+            if layer_array(self.viewer, name) is None:
+                raise InputError("pick an image layer to restore")
+            opts = self._options()
+            data = layer_image(self.viewer, name, opts.pop("axes") or "")
+            output = Path(self.path.value) if self.target.value == ZARR else None
+        except InputError as exc:
+            report_error(exc)
+            return None
+        self._zarr_job = output is not None
+        self.output_layer = None
+        title = f"{name} restored ({role})"
+
+        def work(progress, cancel):
+            return restore(data, ck, output, overwrite=self.overwrite.value, progress=progress, cancel=cancel, **opts)
+
+        def done(result):
+            if output is None:
+                self._add(result, name, title)
+            else:
+                self._show_zarr(force=True)
+            notify(f"restored {name} with the {role}" + (f" into {output}" if output else ""))
+
+        self._zarr = (output, name, title)
+        return self._begin(work, done)
+
+    def _show_zarr(self, force: bool = False) -> None:
+        """Show (or refresh) the OME-Zarr output as a lazy layer in the input's axis order."""
+        output, source, title = self._zarr
+        if not force and time.monotonic() - self._last_refresh < 1.0:
+            return
+        if not (Path(output) / "zarr.json").exists():
+            return
+        import dask.array as da
+        import zarr
+
+        from ..io import open_image
+
+        img = open_image(output)
+        z = zarr.open_array(str(Path(output) / "0"), mode="r")
+        data = da.from_zarr(z, name=f"skd-{uuid.uuid4().hex}")  # a fresh name: no stale cached chunks
+        order = [img.axes.index(a) for a in self.axes.value if a in img.axes]
+        data = data.transpose(order)
+        self._last_refresh = time.monotonic()
+        if self.output_layer is None or title not in self.viewer.layers:
+            src = self.viewer.layers[source]
+            self.output_layer = self.viewer.add_image(data, name=title, scale=src.scale, translate=src.translate,
+                                                      contrast_limits=src.contrast_limits)  # fmt: skip
+        else:
+            self.output_layer.data = data
+
+    # --- preview and comparison ------------------------------------------------------------------------------
+    def _region(self, name: str):
+        layer = self.viewer.layers[name]
+        data = layer_array(self.viewer, name)
+        current = tuple(int(round(v)) for v in layer.world_to_data(self.viewer.dims.point))
+        center_world = list(self.viewer.dims.point)
+        center_world[-2:] = _camera(self.viewer).center[-2:]
+        center = layer.world_to_data(center_world)
+        axes = self.axes.value
+        y, x = center[axes.index("Y")], center[axes.index("X")]
+        region = preview_region(tuple(data.shape), axes, current, (y, x), self.preview_size.value)
+        return data, region
+
+    def run_preview(self, roles: tuple[str, ...] | None = None) -> Job | None:
+        from ..restoration.api import restore
+
+        roles = roles or (self.model.value,)
+        try:
+            name = self.image.value
+            if layer_array(self.viewer, name) is None:
+                raise InputError("pick an image layer to preview")
+            cks = {role: self._checkpoint(role) for role in roles}
+            data, region = self._region(name)
+            crop = np.asarray(data[region])
+            kept = region_axes(self.axes.value, region)
+            opts = self._options() | {"axes": kept}
+        except InputError as exc:
+            report_error(exc)
+            return None
+        clean = layer_array(self.viewer, self.clean.value)
+        reference = np.asarray(clean[region]) if clean is not None and self.clean.value != NONE else None
+
+        def work(progress, cancel):
+            return {role: restore(crop, ck, None, progress=progress, cancel=cancel, **opts) for role, ck in cks.items()}
+
+        def done(results):
+            offset = [o for o, r in zip(region_offset(region), region, strict=True) if isinstance(r, slice)]
+            if len(roles) > 1:
+                self._add(crop, name, "compare: input", offset, kept)
+            lines = []
+            for role, out in results.items():
+                self._add(out, name, f"preview: {role}" if len(roles) == 1 else f"compare: {role}", offset, kept)
+                if reference is not None:
+                    lines.append(f"{role}: " + _quality(reference, out, cks[role]))
+            if len(roles) > 1:
+                _grid(self.viewer).enabled = True
+            self.status.value = "; ".join(lines) if lines else f"preview of {kept} region at {offset}"
+
+        return self._begin(work, done)
+
+    def run_compare(self) -> Job | None:
+        """Restore the current view with the teacher and the student and show input, teacher and student side by
+        side (grid mode), with PSNR/SSIM against the clean layer when one is chosen."""
+        return self.run_preview(("teacher", "student"))
+
+
+def _limits(data) -> tuple[float, float] | None:
+    arr = np.asarray(data) if not hasattr(data, "dask") else None
+    if arr is None or arr.size == 0:
+        return None
+    lo, hi = np.percentile(arr, (0.5, 99.5))
+    return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+
+
+def _quality(reference: np.ndarray, out: np.ndarray, ck) -> str:
+    """PSNR/SSIM in the checkpoint's normalised units (data range 1)."""
+    from ..evaluation import psnr_ssim
+
+    norm = ck.norm
+    ref = norm.apply(reference.astype(np.float32)) if norm else reference.astype(np.float32)
+    res = norm.apply(out.astype(np.float32)) if norm else out.astype(np.float32)
+    psnr, ssim = psnr_ssim(np.squeeze(ref), np.squeeze(res))
+    return f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}"
+
+
+def _camera(viewer):
+    """The camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def _grid(viewer):
+    """The grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
