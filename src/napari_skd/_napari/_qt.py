@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -45,10 +46,23 @@ class Job:
         self.worker.finished.connect(on_finally)
 
     def start(self) -> None:
+        _import_torch_parts()
         self.worker.start()
 
     def stop(self) -> None:
         self.cancel.set()
+
+
+@functools.cache
+def _import_torch_parts() -> None:
+    """Import torch's lazily loaded parts on the GUI thread: importing them first inside a worker thread while the
+    GUI thread runs can fail half-way (seen as "'prims' object has no attribute 'sum'")."""
+    import torch
+    import torch.utils.flop_counter  # noqa: F401
+
+    param = torch.zeros(1, requires_grad=True)
+    param.sum().backward()
+    torch.optim.AdamW([param]).step()
 
 
 def report_error(exc: BaseException) -> None:

@@ -74,6 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "distill":
             job.add_argument("--method", dest=DEST + "loss.method", metavar="METHOD", help="short for --loss.method")
         add_model_flags(job, model)
+    exp = sub.add_parser("export", help="write a checkpoint as a bioimage.io model package (.zip)", formatter_class=fmt)
+    exp.add_argument("checkpoint", help="napari-skd checkpoint (student or teacher)")
+    exp.add_argument("--output", required=True, help="package to write, e.g. model.zip")
+    exp.add_argument("--name", help="model name (default: from the checkpoint)")
+    exp.add_argument("--description", help="one-line description (default: from the checkpoint's record)")
+    exp.add_argument("--author", action="append", help="author name; repeat for several (default: napari-skd user)")
+    exp.add_argument("--license", default="BSD-3-Clause", help="SPDX licence of the weights")
+    exp.add_argument(
+        "--halo", type=int, help="pixels the consumer should crop from tile borders (default: 24 2D, 12 3D)"
+    )
+    exp.add_argument("--test-size", type=int, help="side of the test input, a multiple of 8 (default: 64 2D, 32 3D)")
+    exp.add_argument("--no-onnx", action="store_true", help="TorchScript weights only")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing package")
     return p
 
 

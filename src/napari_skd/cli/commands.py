@@ -118,4 +118,21 @@ def cmd_distill(args: argparse.Namespace, cancel=None) -> None:
     say(f"saved {distill(load_job(args), progress=progress_printer(args.quiet), cancel=cancel)}")
 
 
-COMMANDS = {"info": cmd_info, "bench": cmd_bench, "train-teacher": cmd_train_teacher, "distill": cmd_distill}
+def cmd_export(args: argparse.Namespace, cancel=None) -> None:
+    from ..export import export_bioimageio
+
+    path = export_bioimageio(
+        args.checkpoint, args.output, name=args.name, description=args.description, authors=args.author,
+        license=args.license, test_size=args.test_size, onnx=not args.no_onnx, halo=args.halo,
+        overwrite=args.overwrite,
+    )  # fmt: skip
+    say(f"saved {path} (bioimage.io package, validated)")
+
+
+COMMANDS = {
+    "info": cmd_info,
+    "bench": cmd_bench,
+    "train-teacher": cmd_train_teacher,
+    "distill": cmd_distill,
+    "export": cmd_export,
+}
