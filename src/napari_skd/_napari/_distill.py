@@ -81,8 +81,8 @@ class DistillWidget(Container):
         self.val_fraction = FloatSpinBox(label="validation rows", value=0.1, min=0.0, max=0.5, step=0.05)
         self.advanced = CheckBox(text="advanced loss settings", value=False)
         self.alpha1 = FloatSpinBox(label="alpha1 (MCA)", value=1.0, min=0, max=100, step=0.1)
-        self.alpha2 = FloatSpinBox(label="alpha2 (GK)", value=1.0, min=0, max=100, step=0.1)
-        self.alpha3 = FloatSpinBox(label="alpha3 (contrastive)", value=0.05, min=0, max=100, step=0.01)
+        self.alpha2 = FloatSpinBox(label="alpha2 (GK)", value=0.1, min=0, max=100, step=0.1)
+        self.alpha3 = FloatSpinBox(label="alpha3 (contrastive)", value=0.02, min=0, max=100, step=0.01)
         self.sigma = FloatSpinBox(label="kernel sigma", value=1.0, min=0.01, max=100, step=0.1)
         self.levels = LineEdit(label="levels", value="enc1, enc2, enc3, latent, dec3, dec2, dec1")
         self.advanced_box = Container(widgets=[self.alpha1, self.alpha2, self.alpha3, self.sigma, self.levels],

@@ -102,8 +102,8 @@ class LossConfig(_Strict):
     method: Method = "skd"
     levels: tuple[str, ...] = Field(FEATURE_LEVELS, description="Feature levels distilled (names of FEATURE_LEVELS).")
     alpha1: float = Field(1.0, ge=0, description="Weight of the MCA terms inside L_GK.")
-    alpha2: float = Field(1.0, ge=0, description="Weight of L_GK.")
-    alpha3: float = Field(0.05, ge=0, description="Weight of the contrastive loss L_CL.")
+    alpha2: float = Field(0.1, ge=0, description="Weight of L_GK.")
+    alpha3: float = Field(0.02, ge=0, description="Weight of the contrastive loss L_CL.")
     sigma: float = Field(1.0, gt=0, description="Gaussian kernel width.")
     mca_lambda: float | None = Field(None, gt=0, description="MCA temperature; None = sqrt of the summed dimension.")
     max_positions: int = Field(1024, ge=4, description="Cap on positions of the spatial MCA map (N x N).")
