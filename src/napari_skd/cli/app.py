@@ -74,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "distill":
             job.add_argument("--method", dest=DEST + "loss.method", metavar="METHOD", help="short for --loss.method")
         add_model_flags(job, model)
+    from ..restoration.job import RestoreJob
+
+    rst = sub.add_parser(
+        "restore",
+        help="restore images tile by tile into OME-Zarr (many inputs, resumable, optionally on a dask cluster)",
+        description="Restore images; settings come from --config (YAML) and/or flags; flags win. One output per "
+        "input; finished outputs are skipped and partial ones resumed.",
+    )
+    rst.add_argument("inputs", nargs="*", help="images, globs or folders (same as --input)")
+    rst.add_argument("--config", help="YAML job file (see docs/cli.md)")
+    add_model_flags(rst, RestoreJob)
     exp = sub.add_parser("export", help="write a checkpoint as a bioimage.io model package (.zip)", formatter_class=fmt)
     exp.add_argument("checkpoint", help="napari-skd checkpoint (student or teacher)")
     exp.add_argument("--output", required=True, help="package to write, e.g. model.zip")

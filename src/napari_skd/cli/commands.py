@@ -118,6 +118,33 @@ def cmd_distill(args: argparse.Namespace, cancel=None) -> None:
     say(f"saved {distill(load_job(args), progress=progress_printer(args.quiet), cancel=cancel)}")
 
 
+def cmd_restore(args: argparse.Namespace, cancel=None) -> None:
+    from ..restoration.job import run_restore_job
+
+    job = load_job(args)
+    if args.inputs:
+        job["input"] = list(args.inputs)
+    outcomes = run_restore_job(_validated_restore(job), progress=progress_printer(args.quiet), cancel=cancel)
+    for o in outcomes:
+        say(f"{o.status}: {o.input} -> {o.output}")
+    failed = [o for o in outcomes if o.status.startswith("failed")]
+    if failed:
+        raise InputError(f"{len(failed)} of {len(outcomes)} inputs failed (see the lines above)")
+
+
+def _validated_restore(job: dict):
+    from pydantic import ValidationError
+
+    from ..errors import ConfigError
+    from ..restoration.job import RestoreJob
+
+    try:
+        return RestoreJob.model_validate(job)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid restore job:\n" + "\n".join(lines)) from exc
+
+
 def cmd_export(args: argparse.Namespace, cancel=None) -> None:
     from ..export import export_bioimageio
 
@@ -135,4 +162,5 @@ COMMANDS = {
     "train-teacher": cmd_train_teacher,
     "distill": cmd_distill,
     "export": cmd_export,
+    "restore": cmd_restore,
 }

@@ -40,7 +40,7 @@ def _scalar(t: Any, name: str) -> dict[str, Any] | None:
     if origin is Literal:
         values = typing.get_args(t)
         return {"choices": values, "type": type(values[0])}
-    if origin is tuple:
+    if origin in (tuple, list):
         inner = typing.get_args(t)[0]
         return {"nargs": "+", "type": inner if inner in (int, float, str) else str}
     if origin in (typing.Union, types.UnionType):  # e.g. str | ModelConfig: the string form on the command line
@@ -69,7 +69,8 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], pre
         if isinstance(default, BaseModel):
             continue
         helptext = (field.description or "").rstrip(".")
-        helptext = f"{helptext} (default: {default})" if helptext else f"(default: {default})"
+        if "default" not in helptext:
+            helptext = f"{helptext} (default: {default})" if helptext else f"(default: {default})"
         if "action" not in kwargs:
             kwargs["metavar"] = name.upper() if "choices" not in kwargs else None
         group.add_argument(f"--{path.replace('_', '-')}", dest=DEST + path, default=None, help=helptext, **kwargs)
