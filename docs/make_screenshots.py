@@ -9,6 +9,7 @@ into OME-Zarr, compare. Each step is captured with the canvas rendered (the wind
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import napari
@@ -30,6 +31,7 @@ def wait(job) -> None:
     job.worker.finished.connect(lambda: finished.append(True))
     while not finished:
         QApplication.processEvents()
+        time.sleep(0.02)  # leave the CPU to the worker
     for _ in range(20):
         QApplication.processEvents()
 

@@ -227,7 +227,12 @@ class RestoreWidget(Container):
                 self._add(out, name, f"preview: {role}" if len(roles) == 1 else f"compare: {role}", offset, kept)
                 if reference is not None:
                     lines.append(f"{role}: " + _quality(reference, out, cks[role]))
-            if len(roles) > 1:
+            if len(roles) > 1:  # only the three compared layers, on one contrast, side by side
+                limits = self.viewer.layers[name].contrast_limits
+                for layer in self.viewer.layers:
+                    layer.visible = layer.name.startswith("compare: ")
+                    if layer.visible:
+                        layer.contrast_limits = limits
                 _grid(self.viewer).enabled = True
             self.status.value = "; ".join(lines) if lines else f"preview of {kept} region at {offset}"
 
