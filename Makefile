@@ -36,6 +36,11 @@ CLI := $(VENV)/bin/napari-skd
 demo: $(STAMP)
 	$(CLI) train-teacher --config docs/examples/demo_teacher.yaml --overwrite
 	$(CLI) distill --config docs/examples/demo_distill.yaml --overwrite
+	$(CLI) convert sample_data/nuclei2d.tif runs/demo/nuclei2d.ome.zarr --chunks 256 --overwrite
+	$(CLI) --quiet restore runs/demo/nuclei2d.ome.zarr --checkpoint runs/demo/student.pt \
+		--output runs/demo/nuclei2d-student.ome.zarr --tile 256 --overwrite
+	$(CLI) --quiet restore runs/demo/nuclei2d.ome.zarr --checkpoint runs/demo/teacher.pt \
+		--output runs/demo/nuclei2d-teacher.ome.zarr --tile 256 --overwrite
 	$(CLI) bench --image nuclei2d --teacher runs/demo/teacher.pt --students runs/demo/student.pt \
 		--degradation poisson_gaussian --peak 20 --sigma 0.05 --size 256 --repeats 3
 

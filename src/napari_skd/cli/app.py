@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     rst.add_argument("inputs", nargs="*", help="images, globs or folders (same as --input)")
     rst.add_argument("--config", help="YAML job file (see docs/cli.md)")
     add_model_flags(rst, RestoreJob)
+    conv = sub.add_parser(
+        "convert", help="convert an image (TIFF, NIfTI, DICOM, zarr) to OME-Zarr", formatter_class=fmt
+    )
+    conv.add_argument("input", help="image file or folder")
+    conv.add_argument("output", help="OME-Zarr store to write")
+    conv.add_argument("--axes", help="axes of the input when the file does not say, e.g. ZYX")
+    conv.add_argument("--chunks", type=int, default=256, help="chunk side in voxels")
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing output")
     exp = sub.add_parser("export", help="write a checkpoint as a bioimage.io model package (.zip)", formatter_class=fmt)
     exp.add_argument("checkpoint", help="napari-skd checkpoint (student or teacher)")
     exp.add_argument("--output", required=True, help="package to write, e.g. model.zip")

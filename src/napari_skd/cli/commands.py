@@ -21,10 +21,11 @@ def cmd_info(args: argparse.Namespace, cancel=None) -> None:
 
     size = _positive("size", args.size)
     if args.preset:
+        channels = _positive("in-channels", args.in_channels)
         model = build_model(
             args.preset,
-            in_channels=args.in_channels,
-            out_channels=args.in_channels,
+            in_channels=channels,
+            out_channels=channels,
             spatial_dims=args.spatial_dims,
         )
         print(f"preset: {args.preset}")
@@ -126,7 +127,8 @@ def cmd_restore(args: argparse.Namespace, cancel=None) -> None:
         job["input"] = list(args.inputs)
     outcomes = run_restore_job(_validated_restore(job), progress=progress_printer(args.quiet), cancel=cancel)
     for o in outcomes:
-        say(f"{o.status}: {o.input} -> {o.output}")
+        speed = f" in {o.seconds:.1f} s ({o.voxels / o.seconds / 1e6:.2f} Mvoxel/s)" if o.seconds else ""
+        say(f"{o.status}: {o.input} -> {o.output}{speed}")
     failed = [o for o in outcomes if o.status.startswith("failed")]
     if failed:
         raise InputError(f"{len(failed)} of {len(outcomes)} inputs failed (see the lines above)")
@@ -143,6 +145,12 @@ def _validated_restore(job: dict):
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid restore job:\n" + "\n".join(lines)) from exc
+
+
+def cmd_convert(args: argparse.Namespace, cancel=None) -> None:
+    from ..io.convert import to_ome_zarr
+
+    say(f"saved {to_ome_zarr(args.input, args.output, axes=args.axes, chunks=args.chunks, overwrite=args.overwrite)}")
 
 
 def cmd_export(args: argparse.Namespace, cancel=None) -> None:
@@ -163,4 +171,5 @@ COMMANDS = {
     "distill": cmd_distill,
     "export": cmd_export,
     "restore": cmd_restore,
+    "convert": cmd_convert,
 }

@@ -4,10 +4,12 @@ finished outputs skipped, partial ones resumed."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InputError, SkdError
@@ -41,6 +43,8 @@ class Outcome:
     input: str
     output: Path
     status: str  # "restored", "skipped (already complete)", "stopped", "failed: <message>"
+    seconds: float = 0.0  # wall time of this run (0 when skipped)
+    voxels: int = 0  # output voxels
 
 
 def output_for(source: str, output: Path, many: bool) -> Path:
@@ -61,6 +65,7 @@ def run_restore_job(
     """Restore every input; a failing input is reported and the others still run."""
     from ..checkpoint import load_checkpoint
     from ..io import expand_sources
+    from ..io.writers import open_level
     from .api import restore
     from .state import read_record
 
@@ -83,6 +88,7 @@ def run_restore_job(
         if record is not None and record.get("complete") and not job.overwrite:
             outcomes.append(Outcome(str(source), target, "skipped (already complete)"))
             continue
+        t0 = time.perf_counter()
         try:
             restore(
                 source, ckpt, target, axes=job.axes, tile=job.tile, overlap=job.overlap, chunks=job.chunks,
@@ -97,5 +103,6 @@ def run_restore_job(
         if cancel is not None and cancel.is_set():
             outcomes.append(Outcome(str(source), target, "stopped"))
             break
-        outcomes.append(Outcome(str(source), target, "restored"))
+        voxels = int(np.prod(open_level(target).shape))
+        outcomes.append(Outcome(str(source), target, "restored", time.perf_counter() - t0, voxels))
     return outcomes
