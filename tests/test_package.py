@@ -13,7 +13,7 @@ from napari_skd.samples import SAMPLES, load_sample
 CORE_MODULES = sorted(
     m.name
     for m in pkgutil.walk_packages(napari_skd.__path__, "napari_skd.")
-    if not m.name.startswith("napari_skd._napari")
+    if not m.name.startswith("napari_skd._napari") and not m.name.endswith("__main__")
 )
 
 

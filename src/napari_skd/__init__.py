@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "train_teacher": ("napari_skd.distillation.api", "train_teacher"),
     "distill": ("napari_skd.distillation.api", "distill"),
+    "restore": ("napari_skd.restoration.api", "restore"),
     "load_checkpoint": ("napari_skd.checkpoint", "load_checkpoint"),
     "save_checkpoint": ("napari_skd.checkpoint", "save_checkpoint"),
 }

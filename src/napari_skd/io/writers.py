@@ -1,0 +1,174 @@
+"""OME-Zarr output: a zarr v3 group with OME-NGFF 0.5 metadata, level-0 array ``"0"`` and an optional pyramid.
+
+The array is created first (empty chunks read as the fill value); blocks are written into it afterwards, one chunk
+each, by whoever restores them. ``build_pyramid`` adds mean-downsampled levels ``"1"``, ``"2"``, ... once level 0 is
+complete, streaming chunk by chunk. ``open_image`` and napari read the result back (axes, scale, translation).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+NGFF_VERSION = "0.5"
+_AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
+
+
+def ome_multiscales(
+    axes: str,
+    *,
+    scale: Mapping[str, float],
+    units: Mapping[str, str],
+    translation: Mapping[str, float],
+    levels: int = 1,
+    downsample: str = "YX",
+    name: str = "image",
+) -> dict[str, Any]:
+    """The ``multiscales`` entry for ``levels`` datasets; level k is 2**k coarser along the ``downsample`` axes."""
+    axes_meta = []
+    for a in axes:
+        entry = {"name": a.lower(), "type": _AXIS_TYPES[a]}
+        if a in units:
+            entry["unit"] = units[a]
+        axes_meta.append(entry)
+    datasets = []
+    for k in range(levels):
+        factor = [2**k if a in downsample else 1 for a in axes]
+        s0 = [float(scale.get(a, 1.0)) for a in axes]
+        t0 = [float(translation.get(a, 0.0)) for a in axes]
+        datasets.append(
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [s * f for s, f in zip(s0, factor, strict=True)]},
+                    # a mean over f voxels sits at the centre of the voxels it replaces
+                    {
+                        "type": "translation",
+                        "translation": [t + (f - 1) / 2 * s for t, s, f in zip(t0, s0, factor, strict=True)],
+                    },
+                ],
+            }
+        )
+    return {"name": name, "axes": axes_meta, "datasets": datasets}
+
+
+def create_ome_zarr(
+    path: str | os.PathLike,
+    *,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+    axes: str,
+    scale: Mapping[str, float] | None = None,
+    units: Mapping[str, str] | None = None,
+    translation: Mapping[str, float] | None = None,
+    name: str = "image",
+    attributes: Mapping[str, Any] | None = None,
+) -> Any:
+    """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array."""
+    import zarr
+
+    ome = {
+        "version": NGFF_VERSION,
+        "multiscales": [
+            ome_multiscales(axes, scale=scale or {}, units=units or {}, translation=translation or {}, name=name)
+        ],
+    }
+    try:
+        group = zarr.create_group(str(path), zarr_format=3, attributes={"ome": ome, **(attributes or {})})
+        return group.create_array(
+            "0",
+            shape=tuple(int(n) for n in shape),
+            chunks=tuple(int(c) for c in chunks),
+            dtype=np.dtype(dtype),
+            fill_value=0,
+            dimension_names=[a.lower() for a in axes],
+        )
+    except OSError as err:
+        raise InputError(f"cannot write the output {path}: {err}; choose a folder you can write to") from err
+
+
+def open_level(path: str | os.PathLike, level: int = 0, mode: str = "r+") -> Any:
+    """One resolution level of an OME-Zarr written by :func:`create_ome_zarr`."""
+    import zarr
+
+    return zarr.open_array(str(Path(path) / str(level)), mode=mode)
+
+
+def build_pyramid(path: str | os.PathLike, levels: int, downsample: str = "YX") -> int:
+    """Add mean-downsampled levels ``1..levels`` (2x along ``downsample``), chunk by chunk; returns the count made.
+
+    Level k keeps level 0's chunk shape (capped to its size); stops early when an axis would shrink below 1 voxel.
+    Integer data is rounded back to its dtype. The ``multiscales`` metadata then lists every level.
+    """
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    ome = dict(group.attrs["ome"])
+    ms = ome["multiscales"][0]
+    axes = "".join(a["name"].upper() for a in ms["axes"])
+    source, made = group["0"], 0
+    for k in range(1, levels + 1):
+        shape = tuple(n // 2 if a in downsample else n for a, n in zip(axes, source.shape, strict=True))
+        if min(shape) < 1:
+            break
+        chunks = tuple(min(c, n) for c, n in zip(group["0"].chunks, shape, strict=True))
+        target = group.create_array(
+            str(k),
+            shape=shape,
+            chunks=chunks,
+            dtype=source.dtype,
+            fill_value=0,
+            overwrite=True,
+            dimension_names=[a.lower() for a in axes],
+        )
+        for index in np.ndindex(*(math.ceil(n / c) for n, c in zip(shape, chunks, strict=True))):
+            out = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, shape, strict=True))
+            src = tuple(
+                slice(2 * s.start, 2 * s.stop) if a in downsample else s for a, s in zip(axes, out, strict=True)
+            )
+            target[out] = _mean_pool(np.asarray(source[src]), [a in downsample for a in axes], source.dtype)
+        source, made = target, k
+    scale = {a: 1.0 for a in axes}
+    translation = {a: 0.0 for a in axes}
+    for t in ms["datasets"][0]["coordinateTransformations"]:
+        values = t.get("scale") or t.get("translation")
+        (scale if t["type"] == "scale" else translation).update(zip(axes, values, strict=True))
+    units = {a["name"].upper(): a["unit"] for a in ms["axes"] if "unit" in a}
+    ome["multiscales"] = [
+        ome_multiscales(
+            axes,
+            scale=scale,
+            units=units,
+            translation=translation,
+            levels=made + 1,
+            downsample=downsample,
+            name=ms.get("name", "image"),
+        )
+    ]
+    group.attrs["ome"] = ome
+    return made
+
+
+def _mean_pool(x: np.ndarray, pooled: Sequence[bool], dtype: np.dtype) -> np.ndarray:
+    """2x mean over the ``pooled`` axes (their lengths are even); integers are rounded and clipped."""
+    shape: list[int] = []
+    pairs: list[int] = []
+    for n, p in zip(x.shape, pooled, strict=True):
+        if p:
+            shape += [n // 2, 2]
+            pairs.append(len(shape) - 1)
+        else:
+            shape.append(n)
+    y = x.reshape(shape).mean(axis=tuple(pairs), dtype=np.float64)
+    if np.dtype(dtype).kind in "ui":
+        info = np.iinfo(dtype)
+        y = np.clip(np.rint(y), info.min, info.max)
+    return y.astype(dtype)

@@ -1,0 +1,131 @@
+"""The local pipeline: a reader thread prefetches block regions, the caller's thread restores them (one model on
+one device), a writer thread writes finished blocks. Progress is reported per written block; ``cancel`` is checked
+between blocks, and blocks already restored are still written, so a cancelled run leaves a resumable output.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..progress import Cancel, Eta, ProgressEvent, ProgressFn, emit
+from .layout import OutputBlock
+
+_END = object()
+
+
+def run_local(
+    items: Sequence[OutputBlock],
+    read: Callable[[OutputBlock], np.ndarray],
+    restore: Callable[[np.ndarray, OutputBlock], np.ndarray],
+    write: Callable[[OutputBlock, np.ndarray], None],
+    *,
+    total: int,
+    done_before: int = 0,
+    progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
+    prefetch: int = 2,
+) -> bool:
+    """Restore ``items`` in order; returns False when stopped through ``cancel``.
+
+    ``read`` runs in the reader thread, ``restore`` here, ``write`` in the writer thread. The first error of any of
+    them stops the pipeline and is raised here once blocks restored before it are written.
+    """
+    stop = threading.Event()
+    regions: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    results: queue.Queue = queue.Queue(maxsize=2)
+    written: queue.Queue = queue.Queue()
+    failure: list[BaseException] = []  # first error of any thread
+    write_failed = threading.Event()
+
+    def reader() -> None:
+        for item in items:
+            if stop.is_set():
+                break
+            try:
+                value: Any = read(item)
+            except BaseException as err:  # handed to the consumer, which raises it
+                value = err
+            if not _put(regions, (item, value), stop) or isinstance(value, BaseException):
+                return
+        _put(regions, _END, stop)
+
+    def writer() -> None:
+        while True:
+            got = results.get()
+            if got is _END:
+                return
+            if write_failed.is_set():
+                continue  # drain: nothing more can be written
+            try:
+                write(*got)
+                written.put(got[0])
+            except BaseException as err:
+                failure.append(err)
+                write_failed.set()
+                stop.set()
+
+    threads = [threading.Thread(target=f, name=f"napari-skd-{f.__name__}", daemon=True) for f in (reader, writer)]
+    for t in threads:
+        t.start()
+    eta, step, stopped = Eta(done_before), done_before, False
+
+    def report() -> None:
+        nonlocal step
+        while not written.empty():
+            item = written.get()
+            step += 1
+            emit(progress, ProgressEvent("restore", step, total, eta_s=eta(step, total), message=f"block {item.key}"))
+
+    try:
+        while not failure:
+            got = _get(regions, stop)
+            if got is _END or got is None:
+                break
+            item, region = got
+            if isinstance(region, BaseException):
+                failure.append(region)
+                break
+            if cancel is not None and cancel.is_set():
+                stopped = True
+                break
+            results.put((item, restore(region, item)))
+            report()
+    except BaseException as err:
+        failure.append(err)
+    finally:
+        stop.set()
+        results.put(_END)
+        for t in threads:
+            t.join()
+        report()
+    if failure:
+        raise failure[0]
+    if stopped:
+        emit(progress, ProgressEvent("stopped", step, total, message="stopped; rerun the same job to resume"))
+        return False
+    return True
+
+
+def _put(q: queue.Queue, value: Any, stop: threading.Event) -> bool:
+    """Put unless ``stop`` is set first (a bounded queue must not block a thread forever)."""
+    while not stop.is_set():
+        try:
+            q.put(value, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> Any:
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return None

@@ -1,0 +1,235 @@
+"""Resume and safety for an OME-Zarr output: job fingerprint, finished blocks, the writer lock, refusals.
+
+What a restoration job has done lives in the output store itself, under ``attributes['napari_skd']`` of the root
+group: the job description and its fingerprint, the number of blocks, a bitmap of finished blocks (base64) and
+``complete``. zarr rewrites ``zarr.json`` atomically (temporary file + rename), so a crash leaves either the old or
+the new record; a block is recorded only after its chunk is written, so a recorded block is always on disk.
+
+One writer at a time: ``.napari_skd.lock`` in the store holds the writer's pid and host and is ``flock``-ed while the
+job runs (the kernel releases the lock when the process dies, so a lock left by a dead process is taken over).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+KEY = "napari_skd"
+LOCK_NAME = ".napari_skd.lock"
+
+
+def fingerprint(job: dict[str, Any]) -> str:
+    """SHA-256 of a job description (input identity, checkpoint hash and every option that changes the bytes)."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def encode_done(done: Sequence[bool]) -> str:
+    bits = bytearray((len(done) + 7) // 8)
+    for i, d in enumerate(done):
+        if d:
+            bits[i // 8] |= 1 << (i % 8)
+    return base64.b64encode(bytes(bits)).decode()
+
+
+def decode_done(text: str, count: int) -> list[bool]:
+    bits = base64.b64decode(text) if text else b""
+    return [bool(i // 8 < len(bits) and bits[i // 8] >> (i % 8) & 1) for i in range(count)]
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The napari-skd record of an existing store, or None when ``path`` is not a store written by napari-skd."""
+    try:
+        meta = json.loads((path / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    record = meta.get("attributes", {}).get(KEY) if isinstance(meta, dict) else None
+    return record if isinstance(record, dict) and "fingerprint" in record else None
+
+
+class WriterLock:
+    """Exclusive writer lock on a store: ``flock`` on ``.napari_skd.lock`` holding ``{"pid", "host"}``."""
+
+    def __init__(self, store: Path):
+        self.path = store / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise InputError(
+                    f"cannot write the output {self.path.parent}: {err}; choose a folder you can write to"
+                ) from err
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise InputError(
+                    f"the output {self.path.parent} is being written by another job (pid {holder.get('pid', '?')} "
+                    f"on {holder.get('host', '?')}): expected one writer per output; wait for that job to finish, "
+                    "or choose another output path"
+                ) from None
+            try:  # the file may have been removed by its previous owner between our open and our flock
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        holder = _holder(fd)
+        if holder.get("host") not in (None, socket.gethostname()):
+            os.close(fd)
+            raise InputError(
+                f"the output {self.path.parent} is locked by a job on host {holder['host']} (pid {holder.get('pid')}), "
+                f"whose state cannot be checked from here; if no job is running there, delete {self.path}"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self.fd)
+        self.fd = None
+
+
+def _holder(fd: int) -> dict[str, Any]:
+    try:
+        text = os.pread(fd, 4096, 0).decode()
+        value = json.loads(text) if text else {}
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+class JobState:
+    """The record of one job in its output store; ``mark_done`` is thread-safe and writes through to the store."""
+
+    def __init__(self, group: Any, record: dict[str, Any]):
+        self.group, self.record = group, record
+        self.done = decode_done(record.get("done", ""), record["blocks"])
+        self._lock = threading.Lock()
+
+    def mark_done(self, ordinal: int) -> None:
+        with self._lock:
+            self.done[ordinal] = True
+            self._write(done=encode_done(self.done))
+
+    def note_run(self, run: dict[str, Any]) -> str:
+        """Record how this run executes (device, batch size); a note when it differs from the previous run."""
+        before = self.record.get("run")
+        with self._lock:
+            self._write(run=run)
+        if before and before != run:
+            return f" (earlier blocks ran with {before}: their last bits of rounding may differ)"
+        return ""
+
+    def mark_complete(self) -> None:
+        with self._lock:
+            self._write(complete=True)
+
+    def _write(self, **changes: Any) -> None:
+        self.record = {**self.record, **changes}
+        self.group.attrs[KEY] = self.record
+
+
+@contextlib.contextmanager
+def locked_output(output: Path, job: dict[str, Any], overwrite: bool) -> Iterator[tuple[str, dict | None]]:
+    """Check, lock and (with ``overwrite``) clear ``output``; yields ``(status, record)`` while holding the lock.
+
+    ``status`` is ``"new"`` (nothing there yet, or cleared) or ``"resume"`` (a partial output of this same job).
+    A complete output, a partial one of another job, or anything else at ``output`` is refused without
+    ``overwrite``; a store another live process is writing is always refused.
+    """
+    _refuse_unless_overwrite(output, job, overwrite)  # before creating anything in someone's folder
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        if not overwrite:
+            raise
+        output.unlink()
+        output.mkdir()
+    except OSError as err:
+        raise InputError(f"cannot write the output {output}: {err}; choose a folder you can write to") from err
+    lock = WriterLock(output)
+    lock.acquire()
+    try:
+        status = _refuse_unless_overwrite(output, job, overwrite)
+        if status == "clear":
+            _clear(output)
+            status = "new"
+        yield status, read_record(output) if status == "resume" else None
+    finally:
+        lock.release()
+
+
+def _refuse_unless_overwrite(output: Path, job: dict[str, Any], overwrite: bool) -> str:
+    """``"new"``, ``"resume"`` or ``"clear"`` (overwrite what is there), or an InputError saying why not."""
+    if not output.exists():
+        return "new"
+    if not output.is_dir():
+        if overwrite:
+            return "clear"
+        raise InputError(f"the output {output} exists and is a file: expected a new .zarr path; {_HINT}")
+    entries = [p for p in output.iterdir() if p.name != LOCK_NAME]
+    if not entries:
+        return "new"
+    record = read_record(output)
+    if record is not None and record["fingerprint"] == fingerprint(job):
+        if not record.get("complete"):
+            return "resume"
+        if overwrite:
+            return "clear"
+        raise InputError(f"the output {output} is already complete for this same job; {_HINT}")
+    if overwrite:
+        return "clear"
+    if record is not None:
+        changed = sorted(k for k in job if record.get("job", {}).get(k) != job[k])
+        raise InputError(
+            f"the output {output} holds a {'complete' if record.get('complete') else 'partial'} result of a "
+            f"different job (differs in: {', '.join(changed) or 'fingerprint'}); rerunning can only resume the same "
+            f"input, checkpoint and options; {_HINT}"
+        )
+    raise InputError(f"the output {output} exists and was not written by napari-skd restore; {_HINT}")
+
+
+_HINT = "pass overwrite=True (--overwrite) to replace it, or choose another output path"
+
+
+def remove_partial_files(store: Path) -> int:
+    """Delete the temporary ``*.partial`` files a killed zarr write leaves behind (zarr writes via rename)."""
+    count = 0
+    for root, _, files in os.walk(store):
+        for name in files:
+            if name.endswith(".partial"):
+                Path(root, name).unlink(missing_ok=True)
+                count += 1
+    return count
+
+
+def _clear(output: Path) -> None:
+    """Delete what is in ``output`` except our own lock file (or a file at ``output``)."""
+    for p in output.iterdir():
+        if p.name == LOCK_NAME:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
