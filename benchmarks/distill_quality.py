@@ -4,7 +4,7 @@ Data: ``sample_data/nuclei2d.tif`` (fluorescence, DSB 2018) with a fixed synthet
 Training uses the top 75 % of rows; every number is measured on the held-out bottom 25 % (128 x 512 pixels), degraded
 once with a fixed seed. PSNR/SSIM are in normalised units (data range 1 = the 1-99.8 percentile range).
 
-    python benchmarks/distill_quality.py            # the full run (about an hour on 2 CPU cores)
+    python benchmarks/distill_quality.py            # the full run (about 15 minutes on 2 idle CPU cores)
     python benchmarks/distill_quality.py --quick    # a smoke run of a few steps (numbers meaningless)
 """
 
@@ -32,7 +32,7 @@ EVAL_SEED = 1234
 DEGRADATION = {"kind": "poisson_gaussian", "peak": 20.0, "sigma": 0.05}
 TEACHER = "teacher-tiny"
 RUNS = [("student-tiny", m) for m in ("scratch", "output-kd", "feature-kd", "skd", "skd-no-mca", "skd-no-cl")] + [
-    ("unet-xs", m) for m in ("scratch", "output-kd", "skd")
+    ("unet-xs", m) for m in ("scratch", "skd")
 ]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,22 +42,29 @@ def data_config(batch: int) -> dict:
             "patch_size": 64, "batch_size": batch, "val_fraction": 0.25, "val_patches": 8}  # fmt: skip
 
 
+def _log(event) -> None:
+    if event.phase == "train" and event.step % 50 == 0:
+        print(f"  step {event.step}/{event.total} loss {event.losses.get('loss', 0):.4f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="a few steps only, to check the script")
-    ap.add_argument("--teacher-steps", type=int, default=1500)
-    ap.add_argument("--student-steps", type=int, default=600)
+    ap.add_argument("--teacher-steps", type=int, default=400)
+    ap.add_argument("--student-steps", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier when the CPU is shared)")
     ap.add_argument("--out", default=None, help="folder for checkpoints (default: a temporary folder)")
     args = ap.parse_args()
     t_steps, s_steps = (20, 10) if args.quick else (args.teacher_steps, args.student_steps)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work = Path(args.out or tempfile.mkdtemp(prefix="skd-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
     teacher_path = work / "teacher.pt"
     train_teacher(
-        {"data": data_config(8), "model": TEACHER, "output": str(teacher_path), "overwrite": True,
+        progress=_log,
+        config={"data": data_config(8), "model": TEACHER, "output": str(teacher_path), "overwrite": True,
          "train": {"steps": t_steps, "lr": 5e-4, "warmup_steps": 50, "val_every": max(1, t_steps // 5), "seed": SEED}}
     )  # fmt: skip
     teacher = load_checkpoint(teacher_path)
@@ -87,7 +94,8 @@ def main() -> None:
         path = work / f"{student}-{method}.pt"
         t0 = time.perf_counter()
         distill(
-            {"data": data_config(8), "teacher": str(teacher_path), "student": student, "output": str(path),
+            progress=_log,
+            config={"data": data_config(8), "teacher": str(teacher_path), "student": student, "output": str(path),
              "overwrite": True, "loss": {"method": method},
              "train": {"steps": s_steps, "lr": 1e-3, "warmup_steps": 20, "val_every": max(1, s_steps // 3),
                        "seed": SEED}}
