@@ -45,7 +45,7 @@ demo: $(STAMP)
 		--degradation poisson_gaussian --peak 20 --sigma 0.05 --size 256 --repeats 3
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q  # subprocesses single-threaded: no OpenMP busy-waiting on 2 cores
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -16,16 +16,16 @@ M = 8  # the models' multiple
 @st.composite
 def plans(draw):
     d = draw(st.sampled_from([2, 3]))
-    top = 90 if d == 2 else 40
+    top = 90 if d == 2 else 32
     shape = tuple(draw(st.integers(1, top)) for _ in range(d))
-    chunks = tuple(draw(st.integers(1, n + 8)) for n in shape)
+    chunks = tuple(draw(st.integers(min(n, 3), n + 8)) for n in shape)  # at most ~1000 blocks: the test stays fast
     tile = tuple(draw(st.integers(M, 64)) for _ in range(d))
     overlap = draw(st.integers(0, min(snap_up(t, M) for t in tile) - 1))
     halo = overlap + draw(st.integers(0, 6))
     return shape, chunks, tile, overlap, halo
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(plans())
 def test_blocks_partition_the_image_and_tiles_cover_each_padded_region(case):
     shape, chunks, tile, overlap, halo = case

@@ -27,7 +27,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, write_error
 from .models import ModelConfig, Restormer, UNet, build_model
 from .normalize import Normalization
 
@@ -119,9 +119,16 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # an ordinary file (mkstemp makes it private)
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
+    except OSError as err:  # e.g. a full disk: the temporary file goes, an earlier file at ``path`` stays whole
+        if (message := write_error(path, err, "save again")) is None:
+            raise
+        raise message from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -130,6 +137,8 @@ def save_checkpoint(
 
 def _safe_load(path: str | os.PathLike) -> Any:
     """``torch.load`` restricted to tensors and plain data, with user-facing errors."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"expected a checkpoint file path (or a loaded Checkpoint), got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint file not found: {path}")
@@ -197,6 +206,21 @@ def _model_with_weights(config: ModelConfig, state: Any, path: str | os.PathLike
     """Build the model and load ``state`` after checking every key and shape (no allocation from the file's say)."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no valid weights")
+    # Nothing is built from the file's say before these cheap checks: every block of the architecture has weights
+    # (so a tiny file cannot ask for millions of blocks), and every tensor's values are stored in the file (a
+    # broadcast view, stride 0, could declare terabytes backed by one number).
+    blocks = sum(config.num_blocks) + config.num_refinement_blocks
+    if blocks > len(state):
+        raise CheckpointError(
+            f"the architecture in {path} has {blocks} blocks but the file holds only {len(state)} weight tensors; "
+            "the file is damaged or was not written by napari-skd"
+        )
+    for name, t in state.items():
+        if t.numel() * t.element_size() > t.untyped_storage().nbytes():
+            raise CheckpointError(
+                f"the weight {name} in {path} declares shape {tuple(t.shape)} but the file stores only "
+                f"{t.untyped_storage().nbytes()} bytes for it; the file is damaged or crafted, and was refused"
+            )
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build_model(config).state_dict().items()}
     missing = sorted(set(expected) - set(state))

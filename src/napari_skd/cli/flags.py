@@ -50,17 +50,18 @@ def _scalar(t: Any, name: str) -> dict[str, Any] | None:
     return None
 
 
-def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "") -> None:
-    """One flag per field of ``model`` (recursing into nested models), defaults shown in the help."""
-    group = parser.add_argument_group(f"{prefix.rstrip('.') or 'job'} settings") if not prefix else parser
+def add_model_flags(
+    parser: argparse.ArgumentParser, model: type[BaseModel], prefix: str = "", group: Any = None
+) -> None:
+    """One flag per field of ``model`` (recursing into nested models, one help group each), defaults in the help."""
+    group = group if group is not None else parser.add_argument_group(f"{prefix.rstrip('.') or 'job'} settings")
     for name, field in model.model_fields.items():
         if name == "version":
             continue
         t, _ = _unwrap(field.annotation)
         path = f"{prefix}{name}"
         if _is_model(t):
-            sub = parser.add_argument_group(f"{path} settings")
-            add_model_flags(sub, t, path + ".")
+            add_model_flags(parser, t, path + ".", parser.add_argument_group(f"{path} settings"))
             continue
         kwargs = _scalar(t, name)
         if kwargs is None:

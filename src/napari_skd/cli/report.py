@@ -44,7 +44,8 @@ def progress_printer(quiet: bool = False) -> ProgressFn | None:
             sys.stderr.flush()
             return
         every = max(1, e.total // 10)
-        if e.phase in ("train", "teacher", "restore") and not e.metrics and e.step % every and e.step != e.total:
+        routine = not e.metrics and not e.message and e.step % every and e.step != e.total
+        if e.phase in ("train", "teacher", "restore") and routine:
             return
         log.info(f"[{e.phase}] {e.step}/{e.total} {losses} {metrics}{eta} {e.message}".rstrip())
 

@@ -46,8 +46,14 @@ def estimate_percentiles(
         )
     low, high = np.percentile(sample, (pmin, pmax))
     if high <= low:
+        huge = max(abs(low), abs(high)) >= 2**53  # float64 (and the float32 models) cannot tell such values apart
         raise InputError(
             f"the training data is constant between the {pmin} and {pmax} percentiles (value {low}); "
-            "check that the right images were given"
+            + (
+                "its values are too large for floating point to tell them apart; subtract an offset "
+                "(e.g. data - data.min()) or convert to a smaller integer type first"
+                if huge
+                else "check that the right images were given"
+            )
         )
     return Normalization(pmin=pmin, pmax=pmax, low=float(low), high=float(high))

@@ -20,11 +20,11 @@ from ..data.sampler import Batch, PatchSampler
 from ..data.sources import load_volumes
 from ..data.stats import estimate_percentiles
 from ..device import resolve_device
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..models import FEATURE_LEVELS, ModelConfig, build_model
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
-from .config import DistillJob, TeacherJob
+from .config import DistillJob, TeacherJob, config_error
 from .objectives import DistillObjective, StudentWithProjections, TeacherObjective
 from .trainer import Trainer, is_main_process, rank
 
@@ -35,6 +35,7 @@ def train_teacher(
     """Train a teacher and save it; supervised with clean data, else self-supervised (Noise2Void)."""
     job = _validated(TeacherJob, config)
     output, state_path = _outputs(job.output, job.overwrite)
+    _refuse_input_as_output(output, job.data.degraded, job.data.clean)
     device = _setup_device(job.train.device)
     emit(progress, ProgressEvent("prepare", 0, job.train.steps, message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
@@ -69,6 +70,8 @@ def distill(
     """Distil a student from a teacher (soft knowledge distillation, or a baseline) and save it."""
     job = _validated(DistillJob, config)
     output, state_path = _outputs(job.output, job.overwrite)
+    teacher_path = getattr(job.teacher, "path", job.teacher)
+    _refuse_input_as_output(output, job.data.degraded, job.data.clean, teacher_path)
     device = _setup_device(job.train.device)
     teacher_ck = job.teacher if isinstance(job.teacher, Checkpoint) else load_checkpoint(job.teacher)
     emit(progress, ProgressEvent("prepare", 0, job.train.steps, message="reading data and normalisation statistics"))
@@ -90,10 +93,13 @@ def distill(
         p.requires_grad_(False)
     torch.manual_seed(job.train.seed)
     student = _build(job.student, tcfg.in_channels, tcfg.out_channels, tcfg.spatial_dims)
-    if student.config.spatial_dims != tcfg.spatial_dims or student.config.out_channels != tcfg.out_channels:
+    scfg = student.config
+    shape = (scfg.spatial_dims, scfg.in_channels, scfg.out_channels)
+    if shape != (tcfg.spatial_dims, tcfg.in_channels, tcfg.out_channels):
         raise InputError(
-            f"the student ({student.config.spatial_dims}D, {student.config.out_channels} output channels) does not "
-            f"match the teacher ({tcfg.spatial_dims}D, {tcfg.out_channels} output channels)"
+            f"the student ({scfg.spatial_dims}D, {scfg.in_channels} -> {scfg.out_channels} channels) does not "
+            f"match the teacher ({tcfg.spatial_dims}D, {tcfg.in_channels} -> {tcfg.out_channels} channels); "
+            "give the student the teacher's dimensionality and channels, or use a preset name"
         )
     _check_levels(teacher, student, job.loss.levels, job.data.patch_size, device)
     module = StudentWithProjections(student, tcfg.feature_channels, job.loss.levels, job.loss.method)
@@ -117,8 +123,7 @@ def _validated(cls: type[BaseModel], config: Any) -> Any:
     try:
         return cls.model_validate(config)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"invalid {cls.__name__} configuration:\n" + "\n".join(lines)) from exc
+        raise config_error(cls.__name__, exc) from exc
 
 
 def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
@@ -129,13 +134,36 @@ def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
         raise InputError(f"output {path} is a folder; give a file path such as {path / 'model.pt'}")
     if path.exists() and not state.exists() and not overwrite:
         raise InputError(f"{path} already exists; choose another output or set overwrite to replace it")
-    if not path.parent.exists():
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a part of the folder path is a file (checked before training, not after)
+        raise InputError(
+            f"cannot create the folder of the output {path} ({err.strerror}); choose another output"
+        ) from err
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write to {path.parent}: the folder is read-only; choose another output")
     if overwrite and state.exists() and not path.exists():
         pass  # an interrupted run of a job being replaced: its state is checked (fingerprint) before reuse
     return path, state
+
+
+def _refuse_input_as_output(output: Path, *sources: Any) -> None:
+    """Inputs are never modified: the output may not be a data file or the teacher (even with overwrite)."""
+    from ..io import expand_sources
+
+    for spec in sources:
+        if spec is None or not isinstance(spec, str | os.PathLike | list | tuple):
+            continue
+        try:
+            paths = expand_sources(spec)
+        except InputError:  # a missing input is reported where it is read
+            continue
+        for p in paths:
+            if isinstance(p, str | os.PathLike) and Path(p).resolve() == output.resolve():
+                raise InputError(
+                    f"the output {output} is one of the job's inputs: inputs are never modified; "
+                    "choose another output path"
+                )
 
 
 def _setup_device(name: str) -> torch.device:

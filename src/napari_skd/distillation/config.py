@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from ..data.degrade import DegradationConfig
+from ..errors import ConfigError
 from ..models import FEATURE_LEVELS, PRESETS, ModelConfig
 
 Method = Literal["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl"]
@@ -19,6 +20,22 @@ METHODS: tuple[str, ...] = ("skd", "scratch", "output-kd", "feature-kd", "skd-no
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+def config_error(name: str, exc: ValidationError) -> ConfigError:
+    """A pydantic validation error as one line per wrong setting: its place and the reason."""
+    lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
+    return ConfigError(f"invalid {name} configuration:\n" + "\n".join(lines))
+
+
+class _Job(_Strict):
+    """A whole job: built from keywords (as the GUI does), a wrong setting raises :class:`ConfigError`."""
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(type(self).__name__, exc) from exc
 
 
 class DataConfig(_Strict):
@@ -77,7 +94,7 @@ def _check_model(v: Any) -> Any:
     return v
 
 
-class TeacherJob(_Strict):
+class TeacherJob(_Job):
     """Train a teacher: supervised (L1 to clean) when clean data exists, else self-supervised (Noise2Void)."""
 
     version: int = 1
@@ -126,7 +143,7 @@ class LossConfig(_Strict):
         return self
 
 
-class DistillJob(_Strict):
+class DistillJob(_Job):
     """Distil a student from a teacher checkpoint."""
 
     version: int = 1

@@ -148,8 +148,8 @@ def _read_array(source: Any) -> _Raw:
     zarr = sys.modules.get("zarr")  # a zarr object can only exist if zarr is imported
     if isinstance(source, da.Array):
         return _Raw(source)
-    if isinstance(source, np.ndarray):
-        return _Raw(da.from_array(source, chunks="auto"))
+    if isinstance(source, np.ndarray):  # dask cannot size "auto" chunks of objects: _check_pixels refuses those
+        return _Raw(da.from_array(source, chunks="auto" if source.dtype.kind != "O" else -1))
     if zarr is not None and isinstance(source, (zarr.Array, zarr.Group)):
         return _from_zarr_node(source, "<zarr>")
     raise InputError(
@@ -421,6 +421,9 @@ def _from_zarr_node(node: Any, where: str, path: Path | None = None) -> _Raw:
         outer_scale, _ = _transforms(ms.get("coordinateTransformations", []))
         scale = [s * o for s, o in zip(scale, outer_scale, strict=True)] if scale and outer_scale else scale
         array = node[level]
+        for what, values in (("scale", scale), ("translation", translation)):
+            if values and len(values) != len(array.shape):
+                raise ValueError(f"{what} has {len(values)} entries for an array of {len(array.shape)} dimensions")
     except Exception as err:
         raise InputError(
             f"the OME-Zarr metadata of {where} is malformed ({type(err).__name__}: {err}): expected "
@@ -494,6 +497,19 @@ def _read_dicom(path: Path) -> _Raw:
             ) from err
         if "Rows" in ds:  # skip non-image objects (reports, presentation states)
             headers.append((f, ds))
+    try:
+        return _dicom_series(path, headers)
+    except InputError:
+        raise
+    except Exception as err:  # pydicom decodes elements when first used: a damaged header fails only here
+        raise InputError(
+            f"the DICOM header of {path} is damaged ({type(err).__name__}: {err}); expected readable Rows, Columns, "
+            "PixelSpacing and position values; remove the damaged file from the series or re-export it"
+        ) from err
+
+
+def _dicom_series(path: Path, headers: list[tuple[Path, Any]]) -> _Raw:
+    """The series of ``headers`` (file, dataset without pixels) as a lazy (Z)YX stack."""
     if not headers:
         raise InputError(f"no DICOM images in {path}: expected files holding pixel data (Rows, Columns, PixelData)")
     series = {str(ds.get("SeriesInstanceUID", "")) for _, ds in headers}
@@ -548,12 +564,12 @@ def _dicom_pixels(file: str, dtype: np.dtype) -> np.ndarray:
     try:
         ds = pydicom.dcmread(file)
         pixels = ds.pixel_array
+        if "RescaleSlope" in ds or "RescaleIntercept" in ds:
+            slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+            pixels = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        return pixels.astype(dtype, copy=False)
     except Exception as err:
         raise InputError(
             f"cannot decode the pixels of the DICOM file {file}: {err}; compressed transfer syntaxes need "
             "pylibjpeg or gdcm installed, or the file may be damaged"
         ) from err
-    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
-        pixels = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    return pixels.astype(dtype, copy=False)

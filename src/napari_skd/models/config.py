@@ -87,14 +87,20 @@ def preset_config(
     spatial_dims: int = 2,
 ) -> ModelConfig:
     """The ``ModelConfig`` of a named preset with the given data-dependent settings."""
-    if name not in PRESETS:
-        from ..errors import ConfigError
+    from pydantic import ValidationError
 
+    from ..errors import ConfigError
+
+    if name not in PRESETS:
         raise ConfigError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return ModelConfig(
-        **PRESETS[name],
-        in_channels=in_channels,
-        out_channels=out_channels,
-        layernorm_type=layernorm_type,
-        spatial_dims=spatial_dims,
-    )
+    try:
+        return ModelConfig(
+            **PRESETS[name],
+            in_channels=in_channels,
+            out_channels=out_channels,
+            layernorm_type=layernorm_type,
+            spatial_dims=spatial_dims,
+        )
+    except ValidationError as exc:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings for the preset {name!r}: {wrong}") from exc
