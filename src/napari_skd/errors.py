@@ -30,3 +30,9 @@ def write_error(path: object, err: OSError, then: str) -> InputError | None:
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return InputError(f"cannot write {path} ({err.strerror}): choose a place you can write to, then {then}")
     return None
+
+
+def config_error(name: str, exc) -> ConfigError:
+    """A pydantic ``ValidationError`` as one line per wrong setting: its place and the reason."""
+    lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
+    return ConfigError(f"invalid {name} configuration:\n" + "\n".join(lines))

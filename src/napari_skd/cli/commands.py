@@ -137,14 +137,13 @@ def cmd_restore(args: argparse.Namespace, cancel=None) -> None:
 def _validated_restore(job: dict):
     from pydantic import ValidationError
 
-    from ..errors import ConfigError
+    from ..errors import config_error
     from ..restoration.job import RestoreJob
 
     try:
         return RestoreJob.model_validate(job)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid restore job:\n" + "\n".join(lines)) from exc
+        raise config_error("RestoreJob", exc) from exc
 
 
 def cmd_convert(args: argparse.Namespace, cancel=None) -> None:

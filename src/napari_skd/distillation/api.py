@@ -20,11 +20,11 @@ from ..data.sampler import Batch, PatchSampler
 from ..data.sources import load_volumes
 from ..data.stats import estimate_percentiles
 from ..device import resolve_device
-from ..errors import InputError
+from ..errors import InputError, config_error
 from ..models import FEATURE_LEVELS, ModelConfig, build_model
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
-from .config import DistillJob, TeacherJob, config_error
+from .config import DistillJob, TeacherJob
 from .objectives import DistillObjective, StudentWithProjections, TeacherObjective
 from .trainer import Trainer, is_main_process, rank
 

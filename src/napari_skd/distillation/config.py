@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from ..data.degrade import DegradationConfig
-from ..errors import ConfigError
+from ..errors import config_error
 from ..models import FEATURE_LEVELS, PRESETS, ModelConfig
 
 Method = Literal["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl"]
@@ -20,12 +20,6 @@ METHODS: tuple[str, ...] = ("skd", "scratch", "output-kd", "feature-kd", "skd-no
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-
-def config_error(name: str, exc: ValidationError) -> ConfigError:
-    """A pydantic validation error as one line per wrong setting: its place and the reason."""
-    lines = [f"  {'.'.join(str(p) for p in e['loc']) or '(job)'}: {e['msg']}" for e in exc.errors()]
-    return ConfigError(f"invalid {name} configuration:\n" + "\n".join(lines))
 
 
 class _Job(_Strict):
