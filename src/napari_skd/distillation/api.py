@@ -142,9 +142,7 @@ def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
         ) from err
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write to {path.parent}: the folder is read-only; choose another output")
-    if overwrite and state.exists() and not path.exists():
-        pass  # an interrupted run of a job being replaced: its state is checked (fingerprint) before reuse
-    return path, state
+    return path, state  # a leftover state is reused only when its fingerprint matches (Trainer.try_resume)
 
 
 def _refuse_input_as_output(output: Path, *sources: Any) -> None:
