@@ -37,7 +37,7 @@ import torch
 import yaml
 import zarr
 
-from conftest import file_digest
+from conftest import file_digest, untrained
 from napari_skd import distill, restore, train_teacher
 from napari_skd.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from napari_skd.errors import InputError, SkdError
@@ -132,8 +132,8 @@ def env(tmp_path_factory) -> Env:
     root = tmp_path_factory.mktemp("shared")
     torch.manual_seed(0)
     norm = Normalization(low=0.0, high=255.0)
-    ck2d = save_checkpoint(root / "unet2d.pt", build_model("unet-xs"), norm=norm)
-    ck2ch = save_checkpoint(root / "unet2ch.pt", build_model("unet-xs", in_channels=2, out_channels=2))
+    ck2d = save_checkpoint(root / "unet2d.pt", untrained("unet-xs"), norm=norm)
+    ck2ch = save_checkpoint(root / "unet2ch.pt", untrained("unet-xs", in_channels=2, out_channels=2))
     teacher = save_checkpoint(root / "teacher.pt", build_model("student-tiny"), norm=norm)
     data = root / "data.tif"
     tifffile.imwrite(data, picture())

@@ -28,7 +28,7 @@ import tifffile
 import torch
 import yaml
 
-from conftest import file_digest
+from conftest import file_digest, untrained
 from napari_skd.checkpoint import load_checkpoint, save_checkpoint
 from napari_skd.models import build_model
 from napari_skd.normalize import Normalization
@@ -162,7 +162,7 @@ def restoration(tmp_path_factory):
     src = root / "in.tif"
     tifffile.imwrite(src, (rng.random((64, 96)) * 200).astype(np.float32))
     torch.manual_seed(0)
-    ck = save_checkpoint(root / "unet.pt", build_model("unet-xs"), norm=Normalization(low=0.0, high=200.0))
+    ck = save_checkpoint(root / "unet.pt", untrained("unet-xs"), norm=Normalization(low=0.0, high=200.0))
     args = lambda out: ["restore", str(src), "--checkpoint", str(ck), "--output", str(out),  # noqa: E731
                         "--tile", "32", "--overlap", "8", "--chunks", "16"]  # fmt: skip
     reference = root / "reference.zarr"

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:D
 pytest.importorskip("bioimageio.spec")
 pytest.importorskip("onnx")
 
+from conftest import untrained  # noqa: E402
 from napari_skd.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from napari_skd.errors import CheckpointError, InputError  # noqa: E402
 from napari_skd.export import check_package, export_bioimageio, validate_package  # noqa: E402
@@ -210,7 +211,7 @@ def test_pickle_audit_flags_pickles(tmp_path):
 
 def test_3d_unet_identity_norm_and_overwrite(tmp_path):
     (tmp_path / "model.bioimageio.zip").write_bytes(b"old")
-    path = _export(tmp_path, build_model("unet-xs", spatial_dims=3), norm=None, overwrite=True)
+    path = _export(tmp_path, untrained("unet-xs", spatial_dims=3), norm=None, overwrite=True)
     assert validate_package(path).status == "valid-format"
     rdf = _rdf(path)
     (inp,), (out,) = rdf["inputs"], rdf["outputs"]
@@ -228,7 +229,7 @@ def test_failing_onnx_export_is_skipped_with_a_reason(tmp_path, monkeypatch):
         raise RuntimeError("operator not supported")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    path = _export(tmp_path, build_model("unet-xs"), halo=0, test_size=32)
+    path = _export(tmp_path, untrained("unet-xs"), halo=0, test_size=32)
     rdf = _rdf(path)
     assert "onnx" not in rdf["weights"] and "torchscript" in rdf["weights"]
     assert rdf["config"]["napari_skd"]["onnx"].startswith("skipped: ONNX export failed (RuntimeError")
@@ -268,7 +269,7 @@ def test_bad_checkpoint_gives_checkpoint_error(tmp_path):
     ],
 )
 def test_bad_arguments_are_explained(tmp_path, kwargs, message):
-    model = build_model("unet-xs")
+    model = untrained("unet-xs")
     ck = Checkpoint(model=model, config=model.config, role="student")
     output = tmp_path / kwargs.pop("output", "out.zip")
     with pytest.raises(InputError, match=message):
@@ -289,7 +290,7 @@ def test_missing_bioimageio_spec_says_what_to_install(tmp_path, monkeypatch):
 
 
 def test_test_image_and_cover_for_rgb(tmp_path):
-    model = build_model("unet-xs", in_channels=3, out_channels=3, spatial_dims=3)
+    model = untrained("unet-xs", in_channels=3, out_channels=3, spatial_dims=3)
     ck = Checkpoint(model=model, config=model.config, role="student", norm=Normalization(low=-1000, high=2000))
     image, source = make_test_input(ck, 16)
     assert image.shape == (1, 3, 16, 16, 16) and image.dtype == np.float32 and "random" in source

@@ -22,11 +22,11 @@ import zarr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import untrained
 from napari_skd import restore
 from napari_skd.checkpoint import save_checkpoint
 from napari_skd.errors import SkdError
 from napari_skd.io import open_image
-from napari_skd.models import build_model
 from napari_skd.restoration.options import resolve_options
 from napari_skd.restoration.plan import plan_blocks
 
@@ -203,7 +203,7 @@ def _pixels(shape: tuple[int, ...], dtype: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "unet.pt", build_model("unet-xs"))
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "unet.pt", untrained("unet-xs"))
 
 
 @settings(FUZZ, max_examples=40)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
+from conftest import untrained
 from napari_skd._napari._distill import DistillWidget
 from napari_skd._napari._models import ModelsWidget
 from napari_skd._napari._session import SESSION
@@ -155,7 +156,7 @@ def student_and_teacher(tmp_path):
 
     norm = Normalization(low=0.0, high=200.0)
     t = load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_model("student-tiny"), role="teacher", norm=norm))
-    s = load_checkpoint(save_checkpoint(tmp_path / "s.pt", build_model("unet-xs"), role="student", norm=norm))
+    s = load_checkpoint(save_checkpoint(tmp_path / "s.pt", untrained("unet-xs"), role="student", norm=norm))
     SESSION.teacher, SESSION.student = t, s
     return t, s
 

@@ -17,7 +17,7 @@ import tifffile
 import torch
 import zarr
 
-from conftest import file_digest
+from conftest import file_digest, untrained
 from napari_skd import restore
 from napari_skd.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_skd.errors import InputError
@@ -40,9 +40,9 @@ def ckpt(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
     paths = {
-        "2d": save_checkpoint(root / "unet2d.pt", build_model("unet-xs"), norm=NORM),
-        "3d": save_checkpoint(root / "unet3d.pt", build_model("unet-xs", spatial_dims=3), norm=NORM),
-        "2ch": save_checkpoint(root / "unet2ch.pt", build_model("unet-xs", in_channels=2, out_channels=2)),
+        "2d": save_checkpoint(root / "unet2d.pt", untrained("unet-xs"), norm=NORM),
+        "3d": save_checkpoint(root / "unet3d.pt", untrained("unet-xs", spatial_dims=3), norm=NORM),
+        "2ch": save_checkpoint(root / "unet2ch.pt", untrained("unet-xs", in_channels=2, out_channels=2)),
         "student": save_checkpoint(root / "student.pt", build_model("student-tiny"), norm=NORM),
     }
     return {k: str(v) for k, v in paths.items()}

@@ -61,7 +61,7 @@ def model_hash(model: nn.Module) -> str:
     if cfg is not None:
         h.update(cfg.model_dump_json().encode())
     for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
+        t = t.detach().cpu().clone(memory_format=torch.contiguous_format)  # the same bytes for any layout
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()

@@ -19,7 +19,7 @@ from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..data.sampler import Batch, PatchSampler
 from ..data.sources import load_volumes
 from ..data.stats import estimate_percentiles
-from ..device import resolve_device
+from ..device import channels_last, resolve_device
 from ..errors import InputError, config_error
 from ..models import FEATURE_LEVELS, ModelConfig, build_model
 from ..normalize import Normalization
@@ -88,7 +88,7 @@ def distill(
             "or use a teacher trained on this kind of image"
         )
     norm = teacher_ck.norm or estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed)
-    teacher = teacher_ck.model.to(device).eval()
+    teacher = teacher_ck.model.to(device, memory_format=channels_last(tcfg.spatial_dims)).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     torch.manual_seed(job.train.seed)
@@ -265,6 +265,7 @@ def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds
 
 def _finish(trainer, done, output, model, role, norm, record, teacher, progress) -> Path:
     if is_main_process():
+        model.to(memory_format=torch.contiguous_format)  # trained channels-last; saved in the default layout
         save_checkpoint(output, model, role=role, norm=norm, record=record, teacher=teacher)
         if done:
             trainer.discard_state()

@@ -6,7 +6,7 @@ serialisation and shown as ``<array>``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
@@ -15,7 +15,7 @@ from ..errors import config_error
 from ..models import FEATURE_LEVELS, PRESETS, ModelConfig
 
 Method = Literal["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl"]
-METHODS: tuple[str, ...] = ("skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl")
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 class _Strict(BaseModel):

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..data.sampler import Batch, PatchSampler
+from ..device import to_device
 from ..models import FEATURE_LEVELS
 from .config import LossConfig
 from .losses import Projections, contrastive_ratio, mca_gk_loss
 
-FEATURE_METHODS = ("skd", "feature-kd", "skd-no-mca", "skd-no-cl")
-CONTRASTIVE_METHODS = ("skd", "skd-no-mca")
+
+@dataclass(frozen=True)
+class Terms:
+    """The loss terms one distillation method uses; the objective runs only what these need."""
+
+    target: Literal["clean", "teacher"]  # what L_REC compares the student with (clean falls back to the teacher)
+    features: Literal["none", "l2", "gk"] = "none"  # feature term: none, FitNet L2, or Gaussian kernel (+ MCA)
+    mca: bool = False  # MCA terms inside L_GK
+    contrastive: bool = False  # image-level contrastive loss L_CL
+
+    @property
+    def teacher_features(self) -> bool:
+        return self.features != "none" or self.contrastive
+
+
+#: Which terms each method uses (``scratch`` never runs the teacher when clean targets exist).
+METHOD_TERMS: dict[str, Terms] = {
+    "scratch": Terms("clean"),
+    "output-kd": Terms("teacher"),
+    "feature-kd": Terms("clean", features="l2"),
+    "skd": Terms("clean", features="gk", mca=True, contrastive=True),
+    "skd-no-mca": Terms("clean", features="gk", contrastive=True),
+    "skd-no-cl": Terms("clean", features="gk", mca=True),
+}
 
 
 def blind_spot(x: torch.Tensor, fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,11 +87,11 @@ class TeacherObjective:
         batch = self.sampler.batch(step, self.batch_size, self.rank)
         x = batch.input
         if not self.self_supervised:
-            loss = F.l1_loss(model(x.to(self.device)), batch.target.to(self.device))
+            loss = F.l1_loss(model(to_device(x, self.device)), to_device(batch.target, self.device))
             return loss, {"l1": float(loss.detach())}
         rng = np.random.default_rng([self.seed, step, self.rank, 7])
         masked, mask = blind_spot(x, self.fraction, rng)
-        out = model(masked.to(self.device))
+        out = model(to_device(masked, self.device))
         mask = mask.to(self.device)
         loss = F.mse_loss(out[mask], x.to(self.device)[mask])
         return loss, {"n2v_mse": float(loss.detach())}
@@ -80,7 +106,8 @@ class StudentWithProjections(nn.Module):
     def __init__(self, student: nn.Module, teacher_channels: tuple[int, ...], levels: tuple[str, ...], method: str):
         super().__init__()
         self.student = student
-        self.level_idx = [FEATURE_LEVELS.index(lv) for lv in levels] if method in FEATURE_METHODS else []
+        uses_features = METHOD_TERMS[method].features != "none"
+        self.level_idx = [FEATURE_LEVELS.index(lv) for lv in levels] if uses_features else []
         s_ch = [student.config.feature_channels[i] for i in self.level_idx]
         t_ch = [teacher_channels[i] for i in self.level_idx]
         self.projections = Projections(s_ch, t_ch, student.config.spatial_dims)
@@ -109,36 +136,32 @@ class DistillObjective:
         self.level_idx = [FEATURE_LEVELS.index(lv) for lv in cfg.levels]
 
     def losses(self, module: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg, method = self.cfg, self.cfg.method
-        x = batch.input.to(self.device)
-        gt = batch.target.to(self.device) if batch.target is not None else None
-        with torch.no_grad():
-            t_out, t_feats = self.teacher(x, return_features=True)
+        cfg, terms = self.cfg, METHOD_TERMS[self.cfg.method]
+        x = to_device(batch.input, self.device)
+        gt = to_device(batch.target, self.device) if batch.target is not None else None
+        t_out, t_feats = None, []
+        if terms.teacher_features:
+            with torch.no_grad():
+                t_out, t_feats = self.teacher(x, return_features=True)
+        elif terms.target == "teacher" or gt is None:
+            with torch.no_grad():
+                t_out = self.teacher(x)
         s_out, s_feats = module(x)
-        target = t_out if method == "output-kd" or gt is None else gt  # output-kd: the teacher's output only
-        rec = F.l1_loss(s_out, target)
+        rec = F.l1_loss(s_out, t_out if terms.target == "teacher" or gt is None else gt)
         total, parts = rec, {"rec": float(rec.detach())}
-        t_sel = [t_feats[i] for i in self.level_idx]
-        if method == "feature-kd":
+        t_sel = [t_feats[i] for i in self.level_idx] if terms.features != "none" else []
+        if terms.features == "l2":
             fkd = sum(F.mse_loss(s, t) for s, t in zip(s_feats, t_sel, strict=True)) / len(t_sel)
             total = total + cfg.feature_kd_weight * fkd
             parts["feature_l2"] = float(fkd.detach())
-        if method in ("skd", "skd-no-mca", "skd-no-cl"):
+        elif terms.features == "gk":
             gk = x.new_zeros(())
             for s, t in zip(s_feats, t_sel, strict=True):
-                terms = mca_gk_loss(
-                    t,
-                    s,
-                    sigma=cfg.sigma,
-                    alpha1=cfg.alpha1,
-                    lam=cfg.mca_lambda,
-                    max_positions=cfg.max_positions,
-                    use_mca=method != "skd-no-mca",
-                )
-                gk = gk + terms["total"]
+                gk = gk + mca_gk_loss(t, s, sigma=cfg.sigma, alpha1=cfg.alpha1, lam=cfg.mca_lambda,
+                                      max_positions=cfg.max_positions, use_mca=terms.mca)["total"]  # fmt: skip
             total = total + cfg.alpha2 * gk
             parts["gk"] = float(gk.detach())
-        if method in CONTRASTIVE_METHODS:
+        if terms.contrastive:
             cl = self.contrastive(s_out, t_out, gt, x, t_feats)
             total = total + cfg.alpha3 * cl
             parts["cl"] = float(cl.detach())

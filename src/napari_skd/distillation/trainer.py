@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..device import amp_dtype
+from ..device import amp_dtype, channels_last
 from ..errors import InputError
 from ..progress import Eta, ProgressEvent, ProgressFn, emit
 from .config import TrainConfig
@@ -51,7 +51,7 @@ class Trainer:
 
     def __init__(self, module: nn.Module, cfg: TrainConfig, device: torch.device, state_path: Path, fingerprint: str):
         self.cfg, self.device, self.state_path, self.fingerprint = cfg, device, Path(state_path), fingerprint
-        self.module = module.to(device)
+        self.module = module.to(device, memory_format=channels_last(_spatial_dims(module)))
         self.wrapped: nn.Module = self.module
         if dist.is_initialized():
             ids = [device.index] if device.type == "cuda" else None
@@ -149,6 +149,11 @@ class Trainer:
             losses = {k: v for k, v in record.items() if k != "step" and not k.startswith("val_")}
             emit(progress, ProgressEvent(phase, self.step, total, losses, metrics, eta(self.step, total)))
         return True
+
+
+def _spatial_dims(module: nn.Module) -> int:
+    net = getattr(module, "student", module)  # a StudentWithProjections or a bare network
+    return int(net.config.spatial_dims)
 
 
 def _cancelled(cancel: threading.Event | None) -> bool:

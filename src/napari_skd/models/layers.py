@@ -20,8 +20,7 @@ class BiasFreeLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        return x * torch.rsqrt(var + 1e-5) * _per_channel(self.weight, x)
+        return x * torch.rsqrt(_channel_var(x) + 1e-5) * _per_channel(self.weight, x)
 
 
 class WithBiasLayerNorm(nn.Module):
@@ -33,9 +32,15 @@ class WithBiasLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(dim=1, keepdim=True)
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        return (x - mu) * torch.rsqrt(var + 1e-5) * _per_channel(self.weight, x) + _per_channel(self.bias, x)
+        centred = x - x.mean(dim=1, keepdim=True)
+        var = centred.square().mean(dim=1, keepdim=True)
+        return centred * torch.rsqrt(var + 1e-5) * _per_channel(self.weight, x) + _per_channel(self.bias, x)
+
+
+def _channel_var(x: torch.Tensor) -> torch.Tensor:
+    """Biased variance over channels, two-pass. Same values as ``x.var(1, unbiased=False)``, whose CPU kernel for
+    a reduction over dim 1 was 10-25x slower (27 % of a teacher-tiny forward pass, torch 2.13)."""
+    return (x - x.mean(dim=1, keepdim=True)).square().mean(dim=1, keepdim=True)
 
 
 def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,13 @@
 Four levels like the Restormer (three max-pool downsamplings), ``num_blocks[k]`` 3x3 conv + ReLU layers per level,
 nearest upsampling + skip concatenation in the decoder, a 1x1 output conv and a global residual. Its feature taps
 have the same names and scales as the Restormer's, so every distillation loss applies through the projections.
+
+Initialisation (measured on ``unet-xs``, nuclei2d): torch's default conv init (variance 1/(3 fan_in)) shrinks the
+feature RMS from 0.06 at level 1 to 0.02 at the latent level, leaves 12-50 % of the channels dead (zero on the whole
+image) and starts from a random correction of 0.2 (mean absolute), so training spent about 100 steps near the input's
+PSNR. He init (He et al., ICCV 2015) keeps the signal but, with a random output layer, the first large gradients
+killed every ReLU. So: He init with zero biases, and a zero output layer, so the network starts as the identity
+(the global residual) and every channel is alive.
 """
 
 from __future__ import annotations
@@ -45,6 +52,15 @@ class UNet(RestorationNet):
         self.dec2 = ConvStage(c3 + c2, c2, n2, sd)
         self.dec1 = ConvStage(c2 + c1, c1, n1, sd)
         self.output = conv(sd, c1, cfg.out_channels, 1, bias=True)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """He-normal 3x3 convolutions with zero biases; a zero output layer (identity at the start)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.output.weight)
 
     def encoder(self, inp: torch.Tensor, levels: int) -> list[torch.Tensor]:
         feats = [self.enc1(inp)]
