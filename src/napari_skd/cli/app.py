@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--sigma", type=float, default=0.05, help="noise sigma of --degradation (normalised units)")
     bench.add_argument("--peak", type=float, default=20.0, help="photons at intensity 1 (poisson_gaussian)")
     bench.add_argument("--seed", type=int, default=1234, help="seed of the evaluation noise")
+    bench.add_argument(
+        "--presets",
+        nargs="*",
+        metavar="PRESET",
+        help="instead: time model presets on this machine (all when none are named): restore Mpx/s, GFLOP/s and "
+        "share of the matmul peak, training and distillation steps/s (the table of docs/benchmarks.md)",
+    )
     from ..distillation.config import DistillJob, TeacherJob
     from .flags import DEST, add_model_flags
 

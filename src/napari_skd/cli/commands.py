@@ -66,6 +66,8 @@ def _bench_model(spec: str):
 
 
 def cmd_bench(args: argparse.Namespace, cancel=None) -> None:
+    if args.presets is not None:
+        return _bench_presets(args)
     import numpy as np
 
     from ..data.degrade import DegradationConfig
@@ -105,6 +107,27 @@ def cmd_bench(args: argparse.Namespace, cancel=None) -> None:
         print(f"{name:<22}{p:>12,}{f / 1e9:>10.2f}{t:>12.3f}{f / rows[0][2]:>15.3f}{rows[0][3] / t:>9.1f}x")
     for name, _, _, t in rows[1:]:
         print(f"latency ratio {name}/{rows[0][0]}: {t / rows[0][3]:.3f}")
+
+
+def _bench_presets(args: argparse.Namespace) -> None:
+    """The preset speed table of docs/benchmarks.md, measured here."""
+    from ..device import resolve_device
+    from ..models import PRESETS
+    from ..samples import load_sample
+    from ..speed import format_table, matmul_peak, preset_rows
+
+    unknown = [p for p in args.presets if p not in PRESETS]
+    if unknown:
+        raise InputError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    image, _ = load_sample(args.image)
+    if image.ndim != 2:
+        image = image[image.shape[0] // 2]
+    device, why = resolve_device(args.device)
+    print(f"device: {why}")
+    peak = matmul_peak(device)
+    print(f"dense float32 matmul: {peak:.1f} GFLOP/s")
+    rows = preset_rows(args.presets or list(PRESETS), image, device, log=say)
+    print("\n".join(format_table(rows, peak)))
 
 
 def cmd_train_teacher(args: argparse.Namespace, cancel=None) -> None:

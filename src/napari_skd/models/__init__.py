@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .config import FEATURE_LEVELS, PRESETS, ModelConfig, preset_config
-from .profile import count_flops, count_params, latency
+from .profile import count_flops, count_params, estimate_train_seconds, latency
 from .restormer import Restormer
 from .unet import UNet
 
@@ -16,6 +16,7 @@ __all__ = [
     "build_model",
     "count_flops",
     "count_params",
+    "estimate_train_seconds",
     "latency",
     "preset_config",
 ]

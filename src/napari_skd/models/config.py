@@ -72,7 +72,10 @@ PRESETS: dict[str, dict] = {
     # Small members of the family for tests, demos and CPU-only work.
     "teacher-tiny": dict(dim=16, num_blocks=(1, 2, 2, 2), heads=(1, 2, 4, 8), num_refinement_blocks=1),
     "student-tiny": dict(dim=8, num_blocks=(1, 1, 1, 1), heads=(1, 2, 4, 8), num_refinement_blocks=1),
-    # CARE-like convolutional U-Nets (two 3x3 convs per level): far faster than transformers on CPUs.
+    # CARE-like convolutional U-Nets (two 3x3 convs per level): dense convolutions run near a CPU's matmul peak, where
+    # transformer blocks reach a tenth of it (docs/benchmarks.md). unet-s is the recommended CPU student; unet-m,
+    # 4x its FLOPs (7 % of the published teacher's), the GPU student.
+    "unet-m": dict(arch="unet", dim=32, num_blocks=(2, 2, 2, 2), num_refinement_blocks=0),
     "unet-s": dict(arch="unet", dim=16, num_blocks=(2, 2, 2, 2), num_refinement_blocks=0),
     "unet-xs": dict(arch="unet", dim=8, num_blocks=(2, 2, 2, 2), num_refinement_blocks=0),
 }

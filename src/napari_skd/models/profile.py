@@ -48,3 +48,9 @@ def latency(model: nn.Module, size: int, *, repeats: int = 3, warmup: int = 1) -
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
+
+
+def estimate_train_seconds(model: nn.Module, patch: int, batch: int, steps: int) -> float:
+    """Rough wall time of ``steps`` training steps: one timed forward pass of a patch, times the batch, times 3
+    (a backward pass costs about two forward passes)."""
+    return latency(model, patch, repeats=1, warmup=0) * batch * 3 * steps
