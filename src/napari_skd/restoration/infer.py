@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..device import autocast, channels_last
+from ..device import autocast, channels_last, to_device
 from ..errors import InputError
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
@@ -42,8 +42,8 @@ class BlockRestorer:
         dtype: np.dtype,
         progress: ProgressFn | None = None,
     ):
-        self.memory_format = channels_last(model.config.spatial_dims)
-        model = copy.deepcopy(model).to(device, memory_format=self.memory_format)  # never change the caller's model
+        layout = channels_last(model.config.spatial_dims)
+        model = copy.deepcopy(model).to(device, memory_format=layout)  # never change the caller's model
         self.model, self.norm, self.device = model.eval(), norm, device
         self.multiple = int(getattr(model, "multiple", 8))
         self.out_channels = int(model.config.out_channels)
@@ -97,7 +97,7 @@ class BlockRestorer:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """The model on a batch ``(N, C, *tile)`` in model units, as float32 numpy."""
-        t = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, memory_format=self.memory_format)
+        t = to_device(torch.from_numpy(np.ascontiguousarray(batch)), self.device)
         with torch.inference_mode(), autocast(self.device):
             y = self.model(t)
         return y.float().cpu().numpy()
