@@ -684,7 +684,7 @@ def form(tmp: Path, **changes: Any) -> dict[str, Any]:
     return {"axes": "YX", "degradation": "gaussian", "noise": 0.1, "teacher_mode": TEACHER_MODES[0],
             "teacher_preset": "teacher-tiny", "teacher_steps": 2, "student": "unet-xs", "method": "skd", "steps": 2,
             "patch_size": 16, "batch_size": 2, "lr": 1e-3, "val_fraction": 0.1, "alpha1": 1.0, "alpha2": 0.1,
-            "alpha3": 0.02, "sigma": 1.0, "levels": "enc1, enc2, enc3, latent, dec3, dec2, dec1",
+            "alpha3": 0.1, "sigma": 0.0, "levels": "enc1, enc2, enc3, latent, dec3, dec2, dec1",
             "output": str(tmp / "student.pt"), "overwrite": False, **changes}  # fmt: skip
 
 

@@ -12,7 +12,7 @@ from napari_skd.checkpoint import load_checkpoint, save_checkpoint
 from napari_skd.data.degrade import DegradationConfig
 from napari_skd.data.sampler import PatchSampler
 from napari_skd.data.stats import estimate_percentiles
-from napari_skd.distillation.config import LossConfig
+from napari_skd.distillation.config import METHODS, LossConfig
 from napari_skd.distillation.objectives import DistillObjective, StudentWithProjections, blind_spot
 from napari_skd.errors import InputError
 from napari_skd.models import build_model
@@ -46,7 +46,7 @@ def _distill_job(clean, teacher, output, method="skd", steps=6, **train):
         "data": {"clean": clean, "axes": "YX", "degradation": {"kind": "gaussian", "sigma": 0.1},
                  "patch_size": 32, "batch_size": 2, "val_patches": 2},
         "teacher": str(teacher), "student": "student-tiny", "output": str(output),
-        "loss": {"method": method, "max_positions": 64},
+        "loss": {"method": method, "max_positions": 64, "cl_warmup": 0, "alpha3": 0.1},
         "train": {"steps": steps, "lr": 1e-3, "warmup_steps": 1, "val_every": 3, **train},
     }  # fmt: skip
 
@@ -94,7 +94,7 @@ def test_blind_spot_masks_the_requested_fraction_with_neighbours():
     assert bool(((rows <= 2) & ((cols <= 2) | (cols >= 14))).all())  # a neighbour within radius 2
 
 
-@pytest.mark.parametrize("method", ["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_distils_a_student(tmp_path, clean2d, teacher_ckpt, method):
     events = []
     path = distill(_distill_job(clean2d, teacher_ckpt, tmp_path / "s.pt", method=method), progress=events.append)
@@ -115,7 +115,7 @@ def test_gradients_reach_only_the_student_and_projections(clean2d):
     norm = estimate_percentiles([volume])
     sampler = PatchSampler(None, [volume], norm, spatial_dims=2, patch_size=32, degradation=DegradationConfig(),
                            val_fraction=0)  # fmt: skip
-    cfg = LossConfig(max_positions=64)
+    cfg = LossConfig(max_positions=64, cl_warmup=0, alpha3=0.1)
     module = StudentWithProjections(build_model("student-tiny"), teacher.config.feature_channels, cfg.levels, "skd")
     loss, parts = DistillObjective(teacher, cfg, sampler, 2, torch.device("cpu"))(module, 0)
     loss.backward()

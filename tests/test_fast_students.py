@@ -63,7 +63,7 @@ def _objective(method: str, volume) -> tuple[DistillObjective, StudentWithProjec
     teacher.register_forward_hook(lambda *_: calls.append(1))
     sampler = PatchSampler(None, [volume], estimate_percentiles([volume]), spatial_dims=2, patch_size=32,
                            degradation=DegradationConfig(), val_fraction=0)  # fmt: skip
-    cfg = LossConfig(method=method, max_positions=64)
+    cfg = LossConfig(method=method, max_positions=64, cl_warmup=0, alpha3=0.1)
     module = StudentWithProjections(build_model("unet-xs"), teacher.config.feature_channels, cfg.levels, method)
     return DistillObjective(teacher, cfg, sampler, 2, torch.device("cpu")), module, calls
 

@@ -100,7 +100,7 @@ def test_help_lists_every_job_option_with_its_default(command):
     for flag in _fields(model):
         assert f"--{flag}" in out, flag
     assert "(default: 64)" in out  # patch size
-    assert "(default: 0.02)" in out or command == "train-teacher"  # alpha3
+    assert "(default: 256)" in out or command == "train-teacher"  # max_positions
 
 
 def test_flags_override_the_job_file(jobs):

@@ -19,6 +19,7 @@ class ProgressEvent:
     metrics: dict[str, float] = field(default_factory=dict)
     eta_s: float | None = None
     message: str = ""
+    diagnostics: dict[str, float] = field(default_factory=dict)  # per-term values, gradient norms and cosines
 
 
 ProgressFn = Callable[[ProgressEvent], None]

@@ -19,7 +19,7 @@ from magicgui.widgets import (
 )
 
 from ..checkpoint import load_checkpoint
-from ..distillation.config import METHODS, DistillJob, TeacherJob
+from ..distillation.config import METHODS, DistillJob, LossConfig, TeacherJob
 from ..errors import InputError
 from ..models import PRESETS
 from ..progress import ProgressEvent
@@ -48,10 +48,12 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
         raise InputError("load a teacher in the Models widget, or choose 'train a teacher first'")
     levels = tuple(s.strip() for s in form["levels"].split(",") if s.strip())
     loss = {"method": form["method"], "alpha1": form["alpha1"], "alpha2": form["alpha2"], "alpha3": form["alpha3"],
-            "sigma": form["sigma"], "levels": levels}  # fmt: skip
+            "sigma": form["sigma"] or None, "levels": levels}  # fmt: skip
+    minutes = form.get("minutes", 0)
+    train = {"steps": form["steps"], "lr": form["lr"]} if not minutes else {"max_time": 60 * minutes, "lr": form["lr"]}
     distill_job = DistillJob(
         data=data, teacher=teacher if teacher is not None else "(trained first)", student=form["student"], loss=loss,
-        train={"steps": form["steps"], "lr": form["lr"]}, output=str(output), overwrite=form["overwrite"],
+        train=train, output=str(output), overwrite=form["overwrite"],
     )  # fmt: skip
     return teacher_job, distill_job
 
@@ -75,16 +77,24 @@ class DistillWidget(Container):
         self.student = ComboBox(label="student", choices=list(PRESETS), value="student-tiny")
         self.method = ComboBox(label="method", choices=list(METHODS), value="skd")
         self.steps = SpinBox(label="steps", value=200, min=1, max=10**6)
+        self.minutes = FloatSpinBox(
+            label="time budget (min)", value=0.0, min=0.0, max=10**5, step=1.0,
+            tooltip="train for this many minutes (the learning-rate schedule spans them); 0: train for 'steps'",
+        )  # fmt: skip
         self.patch_size = SpinBox(label="patch size", value=64, min=8, max=1024, step=8)
         self.batch_size = SpinBox(label="batch size", value=8, min=1, max=512)
         self.lr = FloatSpinBox(label="learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
         self.val_fraction = FloatSpinBox(label="validation rows", value=0.1, min=0.0, max=0.5, step=0.05)
         self.advanced = CheckBox(text="advanced loss settings", value=False)
-        self.alpha1 = FloatSpinBox(label="alpha1 (MCA)", value=1.0, min=0, max=100, step=0.1)
-        self.alpha2 = FloatSpinBox(label="alpha2 (GK)", value=0.1, min=0, max=100, step=0.1)
-        self.alpha3 = FloatSpinBox(label="alpha3 (contrastive)", value=0.02, min=0, max=100, step=0.01)
-        self.sigma = FloatSpinBox(label="kernel sigma", value=1.0, min=0.01, max=100, step=0.1)
-        self.levels = LineEdit(label="levels", value="enc1, enc2, enc3, latent, dec3, dec2, dec1")
+        loss = LossConfig()
+        self.alpha1 = FloatSpinBox(label="alpha1 (MCA)", value=loss.alpha1, min=0, max=100, step=0.1)
+        self.alpha2 = FloatSpinBox(label="alpha2 (GK)", value=loss.alpha2, min=0, max=100, step=0.05,
+                                   tooltip="gradient share of L_GK relative to L_REC at the start")  # fmt: skip
+        self.alpha3 = FloatSpinBox(label="alpha3 (contrastive)", value=loss.alpha3, min=0, max=100, step=0.05,
+                                   tooltip="gradient share of L_CL relative to L_REC when it switches on")  # fmt: skip
+        self.sigma = FloatSpinBox(label="kernel sigma", value=loss.sigma or 0.0, min=0.0, max=100, step=0.1,
+                                  tooltip="0: set from the data (median heuristic)")  # fmt: skip
+        self.levels = LineEdit(label="levels", value=", ".join(loss.levels))
         self.advanced_box = Container(widgets=[self.alpha1, self.alpha2, self.alpha3, self.sigma, self.levels],
                                       visible=False)  # fmt: skip
         default_out = Path.home() / "napari-skd" / "student.pt"
@@ -107,6 +117,7 @@ class DistillWidget(Container):
                 self.student,
                 self.method,
                 self.steps,
+                self.minutes,
                 self.patch_size,
                 self.batch_size,
                 self.lr,
@@ -138,8 +149,8 @@ class DistillWidget(Container):
 
     def form(self) -> dict[str, Any]:
         names = ["axes", "degradation", "noise", "teacher_mode", "teacher_preset", "teacher_steps", "student",
-                 "method", "steps", "patch_size", "batch_size", "lr", "val_fraction", "alpha1", "alpha2", "alpha3",
-                 "sigma", "levels", "output", "overwrite"]  # fmt: skip
+                 "method", "steps", "minutes", "patch_size", "batch_size", "lr", "val_fraction", "alpha1", "alpha2",
+                 "alpha3", "sigma", "levels", "output", "overwrite"]  # fmt: skip
         return {n: getattr(self, n).value for n in names}
 
     def run(self) -> Job | None:

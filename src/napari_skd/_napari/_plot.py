@@ -24,6 +24,7 @@ class LossPlot:
     def clear(self) -> None:
         self.series: dict[str, list[tuple[int, float]]] = {}
         self.psnr: list[tuple[int, float]] = []
+        self.grads: dict[str, list[tuple[int, float]]] = {}  # gradient norm of each weighted term, at validations
         self._phase_offset, self._last_phase, self._last_draw = 0, None, 0.0
         self.draw()
 
@@ -39,6 +40,9 @@ class LossPlot:
             self.series.setdefault(f"{key}:{name}", []).append((step, value))
         if "psnr" in e.metrics:
             self.psnr.append((step, e.metrics["psnr"]))
+        for name, value in e.diagnostics.items():
+            if name.endswith("_grad"):
+                self.grads.setdefault(f"|grad {name[:-5]}|", []).append((step, value))
         if time.monotonic() - self._last_draw > 0.3 or e.step == e.total:
             self.draw()
 
@@ -48,6 +52,8 @@ class LossPlot:
         self.psnr_ax.clear()
         for name, pts in self.series.items():
             self.loss_ax.plot(*zip(*pts, strict=True), label=name, lw=1)
+        for name, pts in self.grads.items():
+            self.loss_ax.plot(*zip(*pts, strict=True), "x:", label=name, lw=1)
         if self.psnr:
             self.psnr_ax.plot(*zip(*self.psnr, strict=True), "k.--", label="val PSNR")
             self.psnr_ax.set_ylabel("PSNR dB")

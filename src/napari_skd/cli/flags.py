@@ -91,7 +91,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-_SINGLE = {"degraded", "clean", "input"}  # one source given as a single flag value stays a string
+_SINGLE = {"degraded", "clean", "unlabelled", "input"}  # one source given as a single flag value stays a string
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,8 @@ def progress_printer(quiet: bool = False) -> ProgressFn | None:
     bar = sys.stderr.isatty()
 
     def show(e: ProgressEvent) -> None:
+        if e.diagnostics:
+            log.debug("[diagnostics] step %d: %s", e.step, describe_terms(e.diagnostics))
         losses = " ".join(f"{k}={v:.4g}" for k, v in e.losses.items())
         metrics = " ".join(f"{k}={v:.4g}" for k, v in e.metrics.items())
         eta = f" eta {e.eta_s:.0f}s" if e.eta_s is not None else ""
@@ -50,6 +52,17 @@ def progress_printer(quiet: bool = False) -> ProgressFn | None:
         log.info(f"[{e.phase}] {e.step}/{e.total} {losses} {metrics}{eta} {e.message}".rstrip())
 
     return show
+
+
+def describe_terms(diag: dict[str, float]) -> str:
+    """``rec 0.081 |g| 0.52; gk 0.004 |g| 0.052 cos +0.12`` from a trainer's per-term diagnostics."""
+    parts = []
+    for term in (k for k in diag if not k.endswith(("_grad", "_cos"))):
+        text = f"{term} {diag[term]:.4g} |g| {diag.get(term + '_grad', float('nan')):.3g}"
+        if term + "_cos" in diag:
+            text += f" cos {diag[term + '_cos']:+.2f}"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def setup_logging(quiet: bool, verbose: bool, log_file: str | None) -> None:

@@ -25,6 +25,7 @@ CACHE_BYTES = 1 << 30  # data smaller than this is read once into memory
 class Batch:
     input: torch.Tensor
     target: torch.Tensor | None
+    teacher: torch.Tensor | None = None  # the teacher's output, when its labels were computed ahead
 
 
 class PatchSampler:
@@ -45,7 +46,9 @@ class PatchSampler:
         val_patches: int = 8,
         augment: bool = True,
         reject_background: float = 0.0,
+        labels: list | None = None,
     ):
+        """``labels``: the teacher's outputs on ``degraded`` (same shapes, data units), drawn with the same patches."""
         if degraded is None and clean is None:
             raise InputError("no training data: give degraded images, clean images, or both")
         if degraded is None and degradation is None:
@@ -66,6 +69,7 @@ class PatchSampler:
         self.val_rows = [self._val_rows(a.shape, val_fraction) for a in ref]
         self.degraded = self._cache(degraded)
         self.clean = self._cache(clean)
+        self.labels = labels
         self.channels = ref[0].shape[1]
         weights = np.array(
             [a.shape[0] * a.shape[2] * (a.shape[3] - v) * a.shape[4] for a, v in zip(ref, self.val_rows, strict=True)]
@@ -140,6 +144,10 @@ class PatchSampler:
             clean = clean[:, 0] if clean is not None else None
         return noisy, clean
 
+    def _label(self, i: int, region: tuple[slice, ...]) -> np.ndarray:
+        label = self.norm.apply(np.asarray(self.labels[i][region], dtype=np.float32)).astype(np.float32)
+        return label[:, 0] if self.spatial_dims == 2 else label
+
     def _augment(self, arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
         k = int(rng.integers(4))
         flips = [ax for ax in range(1, 1 + self.spatial_dims) if rng.random() < 0.5]
@@ -156,21 +164,25 @@ class PatchSampler:
         """The training batch of ``step`` (deterministic in seed, step and rank)."""
         rng = np.random.default_rng([self.seed, step, rank])
         ref = self.degraded if self.degraded is not None else self.clean
-        noisy_list, clean_list = [], []
+        noisy_list, clean_list, label_list = [], [], []
         for _ in range(batch_size):
             for attempt in range(10):
                 i = int(rng.choice(len(ref), p=self.weights))
-                noisy, clean = self._pair(i, self._region(i, rng, ref[i].shape), rng)
+                region = self._region(i, rng, ref[i].shape)
+                noisy, clean = self._pair(i, region, rng)
                 probe = clean if clean is not None else noisy
                 if self.reject_background <= 0 or attempt == 9 or np.percentile(probe, 99) > self.reject_background:
                     break
+            arrays = [noisy, clean, self._label(i, region) if self.labels is not None else None]
             if self.augment:
-                noisy, *rest = self._augment([noisy] + ([clean] if clean is not None else []), rng)
-                clean = rest[0] if rest else None
-            noisy_list.append(noisy)
-            clean_list.append(clean)
+                moved = iter(self._augment([a for a in arrays if a is not None], rng))
+                arrays = [None if a is None else next(moved) for a in arrays]
+            noisy_list.append(arrays[0])
+            clean_list.append(arrays[1])
+            label_list.append(arrays[2])
         target = torch.from_numpy(np.stack(clean_list)) if clean_list[0] is not None else None
-        return Batch(torch.from_numpy(np.stack(noisy_list)), target)
+        teacher = torch.from_numpy(np.stack(label_list)) if label_list[0] is not None else None
+        return Batch(torch.from_numpy(np.stack(noisy_list)), target, teacher)
 
     def _validation_set(self, count: int) -> Batch:
         rng = np.random.default_rng([self.seed, 2**31 - 1])

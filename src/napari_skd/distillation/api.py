@@ -26,6 +26,7 @@ from ..models import FEATURE_LEVELS, ModelConfig, build_model, count_flops, coun
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
 from .config import DistillJob, TeacherJob
+from .labels import labels_ahead, teacher_labels
 from .objectives import DistillObjective, StudentWithProjections, TeacherObjective
 from .trainer import Trainer, is_main_process, rank
 
@@ -38,7 +39,7 @@ def train_teacher(
     output, state_path = _outputs(job.output, job.overwrite)
     _refuse_input_as_output(output, job.data.degraded, job.data.clean)
     device = _setup_device(job.train.device)
-    emit(progress, ProgressEvent("prepare", 0, job.train.steps, message="reading data and normalisation statistics"))
+    emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
     has_target = clean is not None
     self_sup = job.mode == "self-supervised" or (job.mode == "auto" and not has_target)
@@ -46,11 +47,16 @@ def train_teacher(
         raise InputError("supervised teacher training needs clean images; give data.clean or use mode: self-supervised")
     if self_sup and degraded is None:
         raise InputError("self-supervised training learns from noisy images: give data.degraded")
+    if job.data.unlabelled is not None:
+        raise InputError(
+            "data.unlabelled is for distillation (the teacher labels those images); to train a teacher on them, "
+            "add them to data.degraded and train self-supervised"
+        )
     norm = estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed)
     channels = (degraded or clean)[0].shape[1]
     torch.manual_seed(job.train.seed)
     model = _build(job.model, channels, channels, job.spatial_dims)
-    _warn_if_slow(model, job.data, job.train.steps, device, progress)
+    _warn_if_slow(model, job.data, job.train, device, progress)
     sampler = _sampler(
         job.data, degraded if self_sup or degraded is not None else None, clean, norm, model, job.train.seed
     )
@@ -76,12 +82,16 @@ def distill(
     _refuse_input_as_output(output, job.data.degraded, job.data.clean, teacher_path)
     device = _setup_device(job.train.device)
     teacher_ck = job.teacher if isinstance(job.teacher, Checkpoint) else load_checkpoint(job.teacher)
-    emit(progress, ProgressEvent("prepare", 0, job.train.steps, message="reading data and normalisation statistics"))
+    emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
     if job.loss.method == "scratch" and clean is None:
         raise InputError(
             "method 'scratch' learns from ground truth only: give data.clean (or pick a distillation method)"
         )
+    if job.loss.method == "scratch" and job.data.unlabelled is not None:
+        raise InputError("method 'scratch' uses no teacher, so it cannot learn from data.unlabelled; remove it "
+                         "or pick a distillation method")  # fmt: skip
+    unlabelled = load_volumes(job.data.unlabelled, job.data.axes)
     channels = (degraded or clean)[0].shape[1]
     tcfg = teacher_ck.config
     if tcfg.in_channels != channels:
@@ -105,14 +115,25 @@ def distill(
         )
     _check_levels(teacher, student, job.loss.levels, job.data.patch_size, device)
     module = StudentWithProjections(student, tcfg.feature_channels, job.loss.levels, job.loss.method)
-    sampler = _sampler(job.data, degraded, clean, norm, student, job.train.seed)
-    objective = DistillObjective(teacher, job.loss, sampler, job.data.batch_size, device, rank())
+    if unlabelled is not None and unlabelled[0].shape[1] != channels:
+        raise InputError(f"data.unlabelled has {unlabelled[0].shape[1]} channel(s) but data.degraded/clean has "
+                         f"{channels}; give images of the same kind")  # fmt: skip
+    ahead = labels_ahead(job.loss.method, job.loss.teacher_labels, (degraded or []) + (unlabelled or []) or None)
+    ahead = ahead and degraded is not None
+    label = (lambda vols: teacher_labels(teacher_ck, vols, device, progress)) if ahead else (lambda vols: None)
+    sampler = _sampler(job.data, degraded, clean, norm, student, job.train.seed, labels=label(degraded))
+    extra = None
+    if unlabelled is not None:
+        extra = _sampler(job.data, unlabelled, None, norm, student, job.train.seed + 1, 0.0, label(unlabelled))
+    objective = DistillObjective(teacher, job.loss, sampler, job.data.batch_size, device, rank(), extra,
+                                 job.data.unlabelled_share)  # fmt: skip
     trainer = Trainer(module, job.train, device, state_path, _fingerprint(job, teacher_ck.hash))
     resumed = trainer.try_resume()
     t0 = time.perf_counter()
     done = trainer.run(objective, lambda: evaluate(student, sampler.validation, device, teacher), progress, cancel)
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
-    record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_ck.path))
+    record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_ck.path),
+                  loss_weights=dict(objective.weights), teacher_labels="ahead" if ahead else "live")  # fmt: skip
     return _finish(trainer, done, output, student, "student", norm, record, teacher_ck, progress)
 
 
@@ -191,28 +212,47 @@ def _build(spec: str | ModelConfig, cin: int, cout: int, spatial_dims: int) -> n
 SLOW_FLOPS_PER_PIXEL = 1e6
 
 
-def _warn_if_slow(model: nn.Module, data, steps: int, device: torch.device, progress: ProgressFn | None) -> None:
+def _warn_if_slow(model: nn.Module, data, train, device: torch.device, progress: ProgressFn | None) -> None:
     """A large network on a CPU: say how long training will take, and what to do instead."""
     if device.type != "cpu" or count_flops(model, 64) / 64**model.config.spatial_dims < SLOW_FLOPS_PER_PIXEL:
         return
-    seconds = estimate_train_seconds(model, data.patch_size, data.batch_size, steps)
-    took = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else "1 min"
-    message = (
-        f"warning: training this {count_params(model) / 1e6:.1f} M-parameter network on the CPU takes about "
-        f"{took} for {steps} steps (estimated from one timed forward pass); use a GPU, or a smaller preset "
-        "such as teacher-tiny on a CPU"
-    )
+    size = f"this {count_params(model) / 1e6:.1f} M-parameter network"
+    if train.step_bound:
+        seconds = estimate_train_seconds(model, data.patch_size, data.batch_size, train.steps)
+        took = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else "1 min"
+        what = f"training {size} on the CPU takes about {took} for {train.steps} steps"
+        what += " (estimated from one timed forward pass)"
+    else:
+        per_step = estimate_train_seconds(model, data.patch_size, data.batch_size, 1)
+        what = f"{size} trains at about {per_step:.1f} s per step on the CPU"
+        what += f", {train.max_time / per_step:.0f} steps in the time budget"
+    message = f"warning: {what}; use a GPU, or a smaller preset such as teacher-tiny on a CPU"
     logging.getLogger("napari_skd").warning(message)
-    emit(progress, ProgressEvent("prepare", 0, steps, message=message))
+    emit(progress, ProgressEvent("prepare", 0, train.steps if train.step_bound else 0, message=message))
 
 
-def _sampler(data, degraded, clean, norm: Normalization, model: nn.Module, seed: int) -> PatchSampler:
+def _planned(job) -> int:
+    """Steps shown before training starts: the step budget, or 0 for a time budget (the total is not known yet)."""
+    return job.train.steps if job.train.step_bound else 0
+
+
+def _sampler(
+    data,
+    degraded,
+    clean,
+    norm: Normalization,
+    model: nn.Module,
+    seed: int,
+    val_fraction: float | None = None,
+    labels: list | None = None,
+) -> PatchSampler:
     if data.patch_size % model.multiple:
         raise InputError(f"patch_size {data.patch_size} must be a multiple of {model.multiple} for this model")
     return PatchSampler(
         degraded, clean, norm, spatial_dims=model.config.spatial_dims, patch_size=data.patch_size, seed=seed,
-        degradation=data.degradation, val_fraction=data.val_fraction, val_patches=data.val_patches,
-        augment=data.augment, reject_background=data.reject_background,
+        degradation=data.degradation,
+        val_fraction=data.val_fraction if val_fraction is None else val_fraction, val_patches=data.val_patches,
+        augment=data.augment, reject_background=data.reject_background, labels=labels,
     )  # fmt: skip
 
 
@@ -270,6 +310,16 @@ def _fingerprint(job: BaseModel, extra: str = "") -> str:
 
 def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds: float, device) -> dict:
     last_val = next((h for h in reversed(trainer.history) if any(k.startswith("val_") for k in h)), {})
+    validations = [
+        {
+            "step": int(h["step"]),
+            "seconds": h.get("seconds"),
+            **{k[4:]: v for k, v in h.items() if k.startswith("val_")},
+            "terms": {k[5:]: v for k, v in h.items() if k.startswith("diag_")},
+        }
+        for h in trainer.history
+        if "seconds" in h
+    ]
     return {
         "data": job.data.model_dump(mode="json"),
         "train": job.train.model_dump(mode="json"),
@@ -278,8 +328,15 @@ def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds
         "resumed": resumed,
         "seed": job.train.seed,
         "metrics": {k[4:]: v for k, v in last_val.items() if k.startswith("val_")},
-        "final_losses": {k: v for k, v in (trainer.history[-1] if trainer.history else {}).items() if k != "step"},
+        "final_losses": {
+            k: v
+            for k, v in (trainer.history[-1] if trainer.history else {}).items()
+            if k not in ("step", "seconds") and not k.startswith("diag_")
+        },
         "seconds_this_run": round(seconds, 2),
+        "seconds": round(trainer.seconds, 2),
+        "max_time": job.train.max_time,
+        "validations": validations,
         "device": str(device),
         "world_size": dist.get_world_size() if dist.is_initialized() else 1,
     }
@@ -294,5 +351,5 @@ def _finish(trainer, done, output, model, role, norm, record, teacher, progress)
     if dist.is_initialized():
         dist.barrier()
     phase, msg = ("done", f"saved {output}") if done else ("stopped", f"stopped at step {trainer.step}; saved {output}")
-    emit(progress, ProgressEvent(phase, trainer.step, trainer.cfg.steps, message=msg))
+    emit(progress, ProgressEvent(phase, trainer.step, trainer.total(), message=msg))
     return output

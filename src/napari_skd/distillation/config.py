@@ -14,7 +14,10 @@ from ..data.degrade import DegradationConfig
 from ..errors import config_error
 from ..models import FEATURE_LEVELS, PRESETS, ModelConfig
 
-Method = Literal["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl"]
+#: Feature levels distilled by default (docs/method.md).
+DEFAULT_LEVELS: tuple[str, ...] = FEATURE_LEVELS
+
+Method = Literal["skd", "scratch", "output-kd", "feature-kd", "skd-no-mca", "skd-no-cl", "skd-rec"]
 METHODS: tuple[str, ...] = get_args(Method)
 
 
@@ -37,6 +40,10 @@ class DataConfig(_Strict):
 
     degraded: Any = Field(None, description="Degraded (noisy) images: path, glob, folder, list of them, or arrays.")
     clean: Any = Field(None, description="Clean images aligned with 'degraded', or alone with a 'degradation'.")
+    unlabelled: Any = Field(
+        None, description="Extra noisy images without clean counterparts, labelled by the teacher (distillation)."
+    )
+    unlabelled_share: float = Field(0.5, gt=0, lt=1, description="Share of each batch drawn from 'unlabelled'.")
     axes: str | None = Field(None, description="Axes of every image, e.g. YX, ZYX, CYX, TZYX (OME letters).")
     degradation: DegradationConfig | None = Field(None, description="Synthetic degradation of clean images.")
     patch_size: int = Field(64, ge=8, le=1024, description="Patch side in pixels (a cube for 3D models).")
@@ -48,7 +55,7 @@ class DataConfig(_Strict):
     pmin: float = Field(1.0, ge=0, le=100, description="Lower percentile of the dataset-wide normalisation.")
     pmax: float = Field(99.8, ge=0, le=100, description="Upper percentile of the dataset-wide normalisation.")
 
-    @field_serializer("degraded", "clean")
+    @field_serializer("degraded", "clean", "unlabelled")
     def _ser_sources(self, v: Any) -> Any:
         if v is None or isinstance(v, str):
             return v
@@ -70,7 +77,13 @@ class DataConfig(_Strict):
 class TrainConfig(_Strict):
     """Optimisation, schedule, checkpoints and devices."""
 
-    steps: int = Field(1000, ge=1, description="Optimiser steps.")
+    steps: int = Field(1000, ge=1, description="Optimiser steps (an upper bound when max_time is set).")
+    max_time: float | str | None = Field(
+        None,
+        gt=0,
+        description="Wall-time budget: seconds, or text such as 90s, 10m, 1h30m. The learning-rate "
+        "schedule runs over this budget; training ends when it is spent (or at steps, when that is given too).",
+    )
     lr: float = Field(3e-4, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up before the cosine decay.")
@@ -80,6 +93,38 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(200, ge=1, description="Save a resumable state every N steps.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     amp: bool = Field(True, description="Mixed precision on GPUs (bf16/fp16); ignored on the CPU.")
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _max_time(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _budget(self) -> TrainConfig:
+        if self.max_time is not None and "steps" not in self.model_fields_set:
+            self.steps = UNBOUNDED_STEPS  # the time budget alone ends training
+        return self
+
+    @property
+    def step_bound(self) -> bool:
+        """True when training ends at ``steps`` (not only at ``max_time``)."""
+        return self.steps < UNBOUNDED_STEPS
+
+
+#: ``steps`` of a job that has only a time budget.
+UNBOUNDED_STEPS = 10**9
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"2h"``."""
+    import re
+
+    t = text.strip().lower().replace(" ", "")
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", t)
+    if not t or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration; write seconds (600) or text such as 90s, 10m, 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in match.groups())
+    return h * 3600 + m * 60 + sec
 
 
 def _check_model(v: Any) -> Any:
@@ -111,16 +156,26 @@ class LossConfig(_Strict):
     """Distillation objective. ``L = L_REC + alpha2 L_GK + alpha3 L_CL`` for ``skd``; baselines drop terms."""
 
     method: Method = "skd"
-    levels: tuple[str, ...] = Field(FEATURE_LEVELS, description="Feature levels distilled (names of FEATURE_LEVELS).")
+    levels: tuple[str, ...] = Field(DEFAULT_LEVELS, description="Feature levels distilled (names of FEATURE_LEVELS).")
+    beta: float = Field(1.0, ge=0, description="Weight of L1(student, teacher) inside L_REC when clean data exists.")
+    balance: bool = Field(True, description="Read alpha2 and alpha3 as gradient-norm ratios to L_REC at the start.")
     alpha1: float = Field(1.0, ge=0, description="Weight of the MCA terms inside L_GK.")
-    alpha2: float = Field(0.1, ge=0, description="Weight of L_GK.")
-    alpha3: float = Field(0.02, ge=0, description="Weight of the contrastive loss L_CL.")
-    sigma: float = Field(1.0, gt=0, description="Gaussian kernel width.")
-    mca_lambda: float | None = Field(None, gt=0, description="MCA temperature; None = sqrt of the summed dimension.")
-    max_positions: int = Field(1024, ge=4, description="Cap on positions of the spatial MCA map (N x N).")
-    cl_levels: int = Field(3, ge=1, le=3, description="Teacher encoder levels used by the contrastive distance.")
+    alpha2: float = Field(0.1, ge=0, description="Weight of L_GK (a gradient ratio to L_REC when balance is on).")
+    alpha3: float = Field(
+        0.0, ge=0, description="Weight of L_CL (a gradient ratio to L_REC when balance is on); 0 switches it off."
+    )
+    sigma: float | None = Field(None, gt=0, description="Gaussian kernel width; None = set from the data (median).")
+    mca_lambda: float = Field(0.1, gt=0, description="MCA temperature on cosine-similarity logits.")
+    max_positions: int = Field(256, ge=4, description="Cap on positions of the spatial MCA map (N x N).")
+    cl_levels: int = Field(2, ge=1, le=3, description="Teacher encoder levels used by the contrastive distance.")
     cl_weights: tuple[float, ...] = Field((0.25, 0.5, 1.0), description="Weights of those levels.")
+    cl_warmup: int = Field(100, ge=0, description="Steps before the contrastive loss switches on.")
     feature_kd_weight: float = Field(1.0, ge=0, description="Weight of the FitNet L2 term (feature-kd).")
+    teacher_labels: Literal["auto", "live"] = Field(
+        "auto",
+        description="auto: label fixed training images once before training when the method reads only the "
+        "teacher's outputs; live: run the teacher on every batch.",
+    )
 
     @field_validator("levels")
     @classmethod

@@ -4,15 +4,23 @@ Features are read as C x N matrices (N = spatial positions) per batch item:
 
 - channel cross-net attention   S_fc = softmax(T_f S_f^T / lambda) S_f          (C x C map, softmax over rows)
 - spatial cross-net attention   S_ft = S_f softmax(T_f^T S_f / lambda)          (N x N map, softmax over columns)
-- Gaussian kernel distance      GK(x, y) = 1 - exp(-d(x, y) / (2 sigma^2)),  d = mean squared difference
-- L_GK = sum over levels [GK(S_f, T_f) + alpha1 (GK(S_fc, T_f) + GK(S_ft, T_f))]
-- contrastive (image level)     L_CL = sum_i w_i d_i(a, p) / (d_i(a, n) + eps),  d_i = L1 in teacher encoder level i
-- L = L_REC + alpha2 L_GK + alpha3 L_CL,  L_REC = |G - S_r|_1
+- Gaussian kernel distance      GK(x, y) = mean_n [1 - exp(-d_n(x, y) / (2 sigma^2))],  d_n = squared distance at n
+- L_GK = sum over levels [GK(S_f, T_f) + alpha1 (GK(S_fc, T_fc) + GK(S_ft, T_ft))]
+- contrastive (image level)     L_CL = sum_i w_i d_i(a, p) / (mean_k d_i(a, n_k) + eps),  d_i = L1 in teacher level i
+- L = L_REC + alpha2 L_GK + alpha3 L_CL,  L_REC = |G - S_r|_1 + beta |T_r - S_r|_1
 
-Where the paper is silent we chose: lambda defaults to sqrt of the summed dimension (scaled dot product); the spatial
-softmax normalises over student positions, so each output position is a convex combination of student positions (as
-each output channel is a convex combination of student channels in the channel term); the spatial term runs on
-features average-pooled to at most ``max_positions`` positions.
+Where the paper is silent we chose (docs/method.md gives the evidence):
+
+- features are scaled to unit root-mean-square per item and level before any comparison, so a term measures shape,
+  not the width or scale of a network;
+- the attention logits are cosine similarities divided by the temperature lambda (0.1), so the maps are sharp
+  whatever the feature scale (with raw dot products over sqrt(N) they were uniform);
+- an MCA readout is compared with the teacher's own readout T_fc = softmax(T T^T / lambda) T (T_ft likewise), so the
+  MCA terms are exactly 0 when the student's features equal the teacher's and positive otherwise;
+- the kernel acts per position: d_n is the mean squared difference over channels at position n, and sigma, when not
+  given, is set from the data: 2 sigma^2 = the median of d_n over the batch (the median heuristic, Gretton et al.
+  2012), so positions far off the teacher weigh less than in plain L2;
+- the spatial term runs on features average-pooled to at most ``max_positions`` positions.
 """
 
 from __future__ import annotations
@@ -23,30 +31,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+EPS = 1e-6
+
 
 def as_matrix(f: torch.Tensor) -> torch.Tensor:
     """(B, C, *spatial) -> (B, C, N)."""
     return f.reshape(f.shape[0], f.shape[1], -1)
 
 
-def channel_cross_attention(t: torch.Tensor, s: torch.Tensor, lam: float | None = None) -> torch.Tensor:
-    """S_fc = softmax(T S^T / lambda) S for (B, C, N) teacher ``t`` and student ``s``."""
-    lam = math.sqrt(t.shape[-1]) if lam is None else lam
-    attn = torch.softmax(t @ s.transpose(1, 2) / lam, dim=-1)  # (B, C, C)
-    return attn @ s
+def unit_rms(m: torch.Tensor) -> torch.Tensor:
+    """Scale each item of a (B, C, N) matrix to unit root-mean-square."""
+    return m / m.pow(2).mean(dim=(1, 2), keepdim=True).add(EPS).sqrt()
 
 
-def spatial_cross_attention(t: torch.Tensor, s: torch.Tensor, lam: float | None = None) -> torch.Tensor:
-    """S_ft = S softmax(T^T S / lambda) for (B, C, N) teacher ``t`` and student ``s``."""
-    lam = math.sqrt(t.shape[1]) if lam is None else lam
-    attn = torch.softmax(t.transpose(1, 2) @ s / lam, dim=1)  # (B, N, N), columns sum to 1
-    return s @ attn
+def channel_cross_attention(t: torch.Tensor, s: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
+    """S_fc = softmax(cos(T, S) / lambda) S for (B, C, N) teacher ``t`` and student ``s`` (rows compared)."""
+    logits = F.normalize(t, dim=2) @ F.normalize(s, dim=2).transpose(1, 2) / lam  # (B, C, C)
+    return torch.softmax(logits, dim=-1) @ s
 
 
-def gaussian_kernel_distance(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    """GK(x, y) = 1 - exp(-d / (2 sigma^2)) with d the mean squared difference per element; in [0, 1)."""
-    d = (x - y).pow(2).mean()
-    return 1 - torch.exp(-d / (2 * sigma**2))
+def spatial_cross_attention(t: torch.Tensor, s: torch.Tensor, lam: float = 0.1) -> torch.Tensor:
+    """S_ft = S softmax(cos(T, S) / lambda) for (B, C, N) teacher ``t`` and student ``s`` (columns compared)."""
+    logits = F.normalize(t, dim=1).transpose(1, 2) @ F.normalize(s, dim=1) / lam  # (B, N, N)
+    return s @ torch.softmax(logits, dim=1)  # each output position: a convex combination of student positions
+
+
+def gaussian_kernel_distance(x: torch.Tensor, y: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """GK(x, y) = mean over positions of 1 - exp(-d_n / (2 sigma^2)) for (B, C, N) matrices; in [0, 1).
+
+    ``d_n`` is the mean squared difference over channels at position n. ``sigma=None`` sets 2 sigma^2 to the median
+    of d_n (detached), so the kernel works in its sensitive range at any feature scale.
+    """
+    d = (x - y).pow(2).mean(dim=1)  # (B, N)
+    two_s2 = d.detach().median().clamp_min(EPS) if sigma is None else torch.tensor(2 * sigma**2, device=d.device)
+    return (1 - torch.exp(-d / two_s2)).mean()
 
 
 def pool_positions(f: torch.Tensor, max_positions: int) -> torch.Tensor:
@@ -68,21 +86,25 @@ def mca_gk_loss(
     t_feat: torch.Tensor,
     s_feat: torch.Tensor,
     *,
-    sigma: float = 1.0,
+    sigma: float | None = None,
     alpha1: float = 1.0,
-    lam: float | None = None,
-    max_positions: int = 1024,
+    lam: float = 0.1,
+    max_positions: int = 256,
     use_mca: bool = True,
 ) -> dict[str, torch.Tensor]:
     """GK terms of one level: ``gk`` = GK(S_f, T_f) and, with MCA, ``gk_fc`` and ``gk_ft``; ``total`` combines them."""
-    t, s = as_matrix(t_feat), as_matrix(s_feat)
+    t, s = unit_rms(as_matrix(t_feat)), unit_rms(as_matrix(s_feat))
     out = {"gk": gaussian_kernel_distance(s, t, sigma)}
     total = out["gk"]
     if use_mca:
-        out["gk_fc"] = gaussian_kernel_distance(channel_cross_attention(t, s, lam), t, sigma)
-        tp = as_matrix(pool_positions(t_feat, max_positions))
-        sp = as_matrix(pool_positions(s_feat, max_positions))
-        out["gk_ft"] = gaussian_kernel_distance(spatial_cross_attention(tp, sp, lam), tp, sigma)
+        out["gk_fc"] = gaussian_kernel_distance(
+            channel_cross_attention(t, s, lam), channel_cross_attention(t, t, lam), sigma
+        )
+        tp = unit_rms(as_matrix(pool_positions(t_feat, max_positions)))
+        sp = unit_rms(as_matrix(pool_positions(s_feat, max_positions)))
+        out["gk_ft"] = gaussian_kernel_distance(
+            spatial_cross_attention(tp, sp, lam), spatial_cross_attention(tp, tp, lam), sigma
+        )
         total = total + alpha1 * (out["gk_fc"] + out["gk_ft"])
     out["total"] = total
     return out
@@ -91,14 +113,18 @@ def mca_gk_loss(
 def contrastive_ratio(
     anchor: list[torch.Tensor],
     positive: list[torch.Tensor],
-    negative: list[torch.Tensor],
+    negatives: list[list[torch.Tensor]],
     weights: list[float],
     eps: float = 1e-7,
 ) -> torch.Tensor:
-    """sum_i w_i |a_i - p_i|_1 / (|a_i - n_i|_1 + eps) over feature levels i (means over elements)."""
-    total = anchor[0].new_zeros(())
-    for a, p, n, w in zip(anchor, positive, negative, weights, strict=True):
-        total = total + w * (a - p).abs().mean() / ((a - n).abs().mean() + eps)
+    """sum_i w_i |a_i - p_i|_1 / (mean_k |a_i - n_k,i|_1 + eps) over feature levels i, in fp32 (means over
+    elements). ``negatives`` holds one list of level features per negative."""
+    total = anchor[0].new_zeros((), dtype=torch.float32)
+    for i, (a, p, w) in enumerate(zip(anchor, positive, weights, strict=True)):
+        a = a.float()
+        pull = (a - p.float()).abs().mean()
+        push = torch.stack([(a - neg[i].float()).abs().mean() for neg in negatives]).mean()
+        total = total + w * pull / (push + eps)
     return total
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -22,6 +23,7 @@ class Terms:
     """The loss terms one distillation method uses; the objective runs only what these need."""
 
     target: Literal["clean", "teacher"]  # what L_REC compares the student with (clean falls back to the teacher)
+    teacher_rec: bool = False  # L_REC adds beta L1(student, teacher) to the clean term
     features: Literal["none", "l2", "gk"] = "none"  # feature term: none, FitNet L2, or Gaussian kernel (+ MCA)
     mca: bool = False  # MCA terms inside L_GK
     contrastive: bool = False  # image-level contrastive loss L_CL
@@ -36,9 +38,10 @@ METHOD_TERMS: dict[str, Terms] = {
     "scratch": Terms("clean"),
     "output-kd": Terms("teacher"),
     "feature-kd": Terms("clean", features="l2"),
-    "skd": Terms("clean", features="gk", mca=True, contrastive=True),
-    "skd-no-mca": Terms("clean", features="gk", contrastive=True),
-    "skd-no-cl": Terms("clean", features="gk", mca=True),
+    "skd": Terms("clean", teacher_rec=True, features="gk", mca=True, contrastive=True),
+    "skd-no-mca": Terms("clean", teacher_rec=True, features="gk", contrastive=True),
+    "skd-no-cl": Terms("clean", teacher_rec=True, features="gk", mca=True),
+    "skd-rec": Terms("clean", teacher_rec=True),
 }
 
 
@@ -120,7 +123,12 @@ class StudentWithProjections(nn.Module):
 
 
 class DistillObjective:
-    """``L = L_REC + alpha2 L_GK + alpha3 L_CL`` (skd) and the baselines, on one batch."""
+    """``L = L_REC + alpha2 L_GK + alpha3 L_CL`` (skd) and the baselines, on one batch.
+
+    ``L_REC = |G - S_r|_1 + beta |T_r - S_r|_1`` with clean targets G; items without a clean target (noisy-only data,
+    ``data.unlabelled``) learn ``|T_r - S_r|_1`` alone. With ``balance``, ``alpha2`` and ``alpha3`` are read as
+    gradient-norm ratios to L_REC and converted into weights at the first step that uses each term.
+    """
 
     def __init__(
         self,
@@ -130,55 +138,167 @@ class DistillObjective:
         batch_size: int,
         device: torch.device,
         rank: int = 0,
+        unlabelled: PatchSampler | None = None,
+        unlabelled_share: float = 0.5,
     ):
-        self.teacher, self.cfg, self.sampler = teacher, cfg, sampler
+        self.teacher, self.cfg, self.sampler, self.unlabelled = teacher, cfg, sampler, unlabelled
         self.batch_size, self.device, self.rank = batch_size, device, rank
+        self.n_unlabelled = (
+            0 if unlabelled is None else max(1, min(batch_size - 1, round(batch_size * unlabelled_share)))
+        )
+        if unlabelled is not None and batch_size == 1:
+            self.n_unlabelled = 0  # one item per step: alternate instead (see ``batch``)
         self.level_idx = [FEATURE_LEVELS.index(lv) for lv in cfg.levels]
+        self.terms = METHOD_TERMS[cfg.method]
+        self.weights: dict[str, float] = {}  # alpha2 / alpha3 as used (set at their first step when balancing)
 
-    def losses(self, module: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        cfg, terms = self.cfg, METHOD_TERMS[self.cfg.method]
+    # --- data -------------------------------------------------------------------------------------------------------
+    def batch(self, step: int) -> Batch:
+        """The step's batch: labelled items, then ``n_unlabelled`` teacher-labelled items (target rows are NaN)."""
+        if self.unlabelled is None:
+            return self.sampler.batch(step, self.batch_size, self.rank)
+        if self.n_unlabelled == 0:  # batch size 1: every other step draws from the unlabelled data
+            src = self.unlabelled if step % 2 else self.sampler
+            b = src.batch(step, 1, self.rank)
+            if src is self.sampler or self.sampler.clean is None:
+                return b
+            return Batch(b.input, torch.full_like(b.input, float("nan")), b.teacher)
+        lab = self.sampler.batch(step, self.batch_size - self.n_unlabelled, self.rank)
+        unl = self.unlabelled.batch(step, self.n_unlabelled, self.rank)
+        target = None
+        if lab.target is not None:
+            target = torch.cat([lab.target, torch.full_like(unl.input, float("nan"))])
+        teacher = None
+        if lab.teacher is not None and unl.teacher is not None:
+            teacher = torch.cat([lab.teacher, unl.teacher])
+        return Batch(torch.cat([lab.input, unl.input]), target, teacher)
+
+    # --- terms ------------------------------------------------------------------------------------------------------
+    def term_values(self, module: nn.Module, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """The unweighted terms this method uses at ``step``: ``rec`` and any of ``feature_l2``, ``gk``, ``cl``."""
+        cfg, terms = self.cfg, self.terms
         x = to_device(batch.input, self.device)
         gt = to_device(batch.target, self.device) if batch.target is not None else None
         t_out, t_feats = None, []
-        if terms.teacher_features:
+        if self.needs_teacher_features():
             with torch.no_grad():
                 t_out, t_feats = self.teacher(x, return_features=True)
-        elif terms.target == "teacher" or gt is None:
+        elif batch.teacher is not None:  # labelled ahead (fixed training data): no teacher pass per step
+            t_out = to_device(batch.teacher, self.device)
+        elif terms.target == "teacher" or terms.teacher_rec or gt is None or gt.isnan().any():
             with torch.no_grad():
                 t_out = self.teacher(x)
         s_out, s_feats = module(x)
-        rec = F.l1_loss(s_out, t_out if terms.target == "teacher" or gt is None else gt)
-        total, parts = rec, {"rec": float(rec.detach())}
-        t_sel = [t_feats[i] for i in self.level_idx] if terms.features != "none" else []
+        out = {"rec": self.reconstruction(s_out, t_out, gt)}
+        t_sel = [t_feats[i] for i in self.level_idx] if t_feats and terms.features != "none" else []
         if terms.features == "l2":
-            fkd = sum(F.mse_loss(s, t) for s, t in zip(s_feats, t_sel, strict=True)) / len(t_sel)
-            total = total + cfg.feature_kd_weight * fkd
-            parts["feature_l2"] = float(fkd.detach())
-        elif terms.features == "gk":
-            gk = x.new_zeros(())
-            for s, t in zip(s_feats, t_sel, strict=True):
-                gk = gk + mca_gk_loss(t, s, sigma=cfg.sigma, alpha1=cfg.alpha1, lam=cfg.mca_lambda,
-                                      max_positions=cfg.max_positions, use_mca=terms.mca)["total"]  # fmt: skip
-            total = total + cfg.alpha2 * gk
-            parts["gk"] = float(gk.detach())
-        if terms.contrastive:
-            cl = self.contrastive(s_out, t_out, gt, x, t_feats)
-            total = total + cfg.alpha3 * cl
-            parts["cl"] = float(cl.detach())
-        return total, parts
+            out["feature_l2"] = sum(F.mse_loss(s, t) for s, t in zip(s_feats, t_sel, strict=True)) / len(t_sel)
+        elif terms.features == "gk" and cfg.alpha2 > 0:
+            out["gk"] = sum(
+                mca_gk_loss(t, s, sigma=cfg.sigma, alpha1=cfg.alpha1, lam=cfg.mca_lambda,
+                            max_positions=cfg.max_positions, use_mca=terms.mca)["total"]
+                for s, t in zip(s_feats, t_sel, strict=True)
+            )  # fmt: skip
+        if terms.contrastive and cfg.alpha3 > 0 and step >= cfg.cl_warmup:
+            out["cl"] = self.contrastive(s_out, t_out, gt, x, t_feats)
+        return out
+
+    def needs_teacher_features(self) -> bool:
+        """Whether a step runs the teacher for its features (a term with a zero weight is not computed)."""
+        t, cfg = self.terms, self.cfg
+        return t.features == "l2" or (t.features == "gk" and cfg.alpha2 > 0) or (t.contrastive and cfg.alpha3 > 0)
+
+    def reconstruction(self, s_out: torch.Tensor, t_out: torch.Tensor | None, gt: torch.Tensor | None) -> torch.Tensor:
+        """L_REC: L1 to the clean target plus beta L1 to the teacher; the teacher alone where no clean target exists."""
+        if self.terms.target == "teacher" or gt is None:
+            return F.l1_loss(s_out, t_out)
+        known = ~gt.isnan()
+        target = torch.where(known, gt, t_out) if t_out is not None else gt
+        rec = F.l1_loss(s_out, target)
+        if self.terms.teacher_rec and self.cfg.beta > 0 and bool(known.any()):
+            rec = rec + self.cfg.beta * F.l1_loss(s_out[known], t_out[known])
+        return rec
 
     def contrastive(self, s_out, t_out, gt, x, t_feats) -> torch.Tensor:
-        """Anchor: student output; positives: teacher output (and ground truth); negative: the degraded input.
-        Distances are L1 in the frozen teacher's first encoder levels."""
+        """Anchor: the student output; positive: the clean target (the teacher output where there is none);
+        negatives: the degraded input and the positives of the other items in the batch. Distances are L1 in the
+        frozen teacher's first encoder levels; gradients reach the student through the frozen encoder only."""
         n = self.cfg.cl_levels
         w = list(self.cfg.cl_weights[:n])
-        anchor = self.teacher.encode(s_out, n)  # gradients flow to the student through the frozen teacher
-        with torch.no_grad():
-            negative = t_feats[:n]
-            positives = [self.teacher.encode(t_out, n)]
-            if gt is not None:
-                positives.append(self.teacher.encode(gt, n))
-        return sum(contrastive_ratio(anchor, p, negative, w) for p in positives) / len(positives)
+        with torch.autocast(self.device.type, enabled=False):
+            anchor = self.teacher.encode(s_out.float(), n)
+            with torch.no_grad():
+                positive = t_out if gt is None else torch.where(gt.isnan(), t_out, gt)
+                pos = self.teacher.encode(positive.float(), n)
+                negatives = [[f.float() for f in t_feats[:n]]]
+                if x.shape[0] > 1:
+                    negatives.append([f.roll(1, dims=0) for f in pos])
+            return contrastive_ratio(anchor, pos, negatives, w)
+
+    # --- weights ----------------------------------------------------------------------------------------------------
+    def weighted(self, module: nn.Module, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each term times its weight; with ``balance``, a term's weight is fixed from gradient norms on first use."""
+        cfg = self.cfg
+        out = {"rec": values["rec"]}
+        if "feature_l2" in values:
+            out["feature_l2"] = cfg.feature_kd_weight * values["feature_l2"]
+        for name, ratio in (("gk", cfg.alpha2), ("cl", cfg.alpha3)):
+            if name not in values:
+                continue
+            if name not in self.weights:
+                self.weights[name] = self._balance(module, values["rec"], values[name], ratio) if cfg.balance else ratio
+            out[name] = self.weights[name] * values[name]
+        return out
+
+    def _balance(self, module: nn.Module, rec: torch.Tensor, term: torch.Tensor, ratio: float) -> float:
+        params = student_parameters(module)
+        g_rec = _flat_grad(rec, params)
+        g_term = _flat_grad(term, params)
+        weight = torch.tensor(ratio * float(g_rec.norm()) / max(float(g_term.norm()), 1e-12))
+        if dist.is_initialized():  # every rank uses the same weight
+            weight = weight.to(self.device)
+            dist.all_reduce(weight)
+            weight = weight / dist.get_world_size()
+        return float(weight)
+
+    def state_dict(self) -> dict[str, float]:
+        return dict(self.weights)
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.weights = dict(state)
+
+    # --- entry points -----------------------------------------------------------------------------------------------
+    def losses(self, module: nn.Module, batch: Batch, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+        weighted = self.weighted(module, self.term_values(module, batch, step))
+        total = sum(weighted.values())
+        return total, {k: float(v.detach()) for k, v in weighted.items()}
+
+    def diagnose(self, module: nn.Module, step: int) -> dict[str, float]:
+        """Each weighted term's value, its gradient norm on the student's parameters and the cosine of that gradient
+        with L_REC's, on the step's batch (``<term>``, ``<term>_grad``, ``<term>_cos``)."""
+        weighted = self.weighted(module, self.term_values(module, self.batch(step), step))
+        params = student_parameters(module)
+        grads = {k: _flat_grad(v, params) for k, v in weighted.items()}
+        out: dict[str, float] = {}
+        for k, g in grads.items():
+            out[k] = float(weighted[k].detach())
+            out[f"{k}_grad"] = float(g.norm())
+            if k != "rec":
+                out[f"{k}_cos"] = float(F.cosine_similarity(g, grads["rec"], dim=0))
+        return out
 
     def __call__(self, module: nn.Module, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.losses(module, self.sampler.batch(step, self.batch_size, self.rank))
+        return self.losses(module, self.batch(step), step)
+
+
+def student_parameters(module: nn.Module) -> list[torch.Tensor]:
+    """The trainable parameters of the student inside a (DDP-wrapped) ``StudentWithProjections``."""
+    net = getattr(module, "module", module)
+    return [p for p in getattr(net, "student", net).parameters() if p.requires_grad]
+
+
+def _flat_grad(value: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+    return torch.cat(
+        [(torch.zeros_like(p) if g is None else g).reshape(-1).float() for g, p in zip(grads, params, strict=True)]
+    )

@@ -1,9 +1,10 @@
 """The training loop shared by teacher training and distillation.
 
-AdamW, linear warm-up then cosine decay, gradient clipping, AMP on GPUs, validation, resumable state every N steps
-and on stop, progress events and a cancel flag. Under ``torchrun`` the trainable module is wrapped in torch DDP.
-Resuming restores weights, optimiser and schedule; batches depend only on (seed, step, rank), so the resumed loss
-sequence equals an uninterrupted run's on the CPU.
+AdamW, linear warm-up then cosine decay (over the steps, or over a wall-time budget), gradient clipping, AMP on GPUs,
+validation with per-term gradient diagnostics, resumable state every N steps and on stop, progress events and a cancel
+flag. Under ``torchrun`` the trainable module is wrapped in torch DDP. Resuming restores weights, optimiser, schedule
+and the objective's balanced weights; batches depend only on (seed, step, rank), so the resumed loss sequence equals
+an uninterrupted run's on the CPU (for step budgets; a time budget depends on the machine's speed).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,12 +32,16 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     """Learning-rate factor: linear from 1/warmup to 1, then cosine to 0 at ``total``."""
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return lr_factor(step, warmup, (step - warmup) / max(1, total - warmup))
 
     return factor
+
+
+def lr_factor(step: int, warmup: int, progress: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then a cosine from 1 to 0 as ``progress`` goes from 0 to 1."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def is_main_process() -> bool:
@@ -58,22 +64,24 @@ class Trainer:
             self.wrapped = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
         params = [p for p in self.module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(cfg.warmup_steps, cfg.steps))
         dtype = amp_dtype(device) if cfg.amp else None
         self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
         self.step = 0
+        self.seconds = 0.0  # wall time trained, over every run of this job
         self.history: list[dict[str, float]] = []
+        self._objective_state: dict | None = None
 
     # --- resumable state ------------------------------------------------------------------------------------------
-    def save_state(self) -> None:
+    def save_state(self, objective: object = None) -> None:
         if not is_main_process():
             return
         state = {
             "fingerprint": self.fingerprint,
             "step": self.step,
+            "seconds": self.seconds,
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
             "history": self.history,
         }
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
@@ -92,8 +100,8 @@ class Trainer:
             )
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.history = int(state["step"]), list(state["history"])
+        self.seconds, self._objective_state = float(state.get("seconds", 0.0)), state.get("objective")
         return True
 
     def discard_state(self) -> None:
@@ -109,16 +117,28 @@ class Trainer:
         cancel: threading.Event | None = None,
         phase: str = "train",
     ) -> bool:
-        """Train until ``cfg.steps``; returns False when stopped through ``cancel`` (state saved)."""
-        cfg, total = self.cfg, self.cfg.steps
+        """Train until ``cfg.steps`` or ``cfg.max_time``; returns False when stopped through ``cancel`` (state saved).
+
+        A ``loss_fn`` with ``diagnose(module, step)`` is asked for per-term diagnostics at each validation; one with
+        ``state_dict``/``load_state_dict`` has that state saved and resumed.
+        """
+        cfg = self.cfg
+        if self._objective_state is not None and hasattr(loss_fn, "load_state_dict"):
+            loss_fn.load_state_dict(self._objective_state)
         eta = Eta(self.step)
         dtype = amp_dtype(self.device) if cfg.amp else None
-        while self.step < total:
+        start, seconds0 = time.perf_counter(), self.seconds
+        while not self.finished():
             if _cancelled(cancel):
-                self.save_state()
-                emit(progress, ProgressEvent("stopped", self.step, total, message="stopped; resumable state saved"))
+                self.save_state(loss_fn)
+                emit(
+                    progress,
+                    ProgressEvent("stopped", self.step, self.total(), message="stopped; resumable state saved"),
+                )
                 return False
             self.module.train()
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(self.step, cfg.warmup_steps, self.progress())
             with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
                 loss, parts = loss_fn(self.wrapped, self.step)
             if not torch.isfinite(loss):
@@ -136,19 +156,52 @@ class Trainer:
                 self.scaler.update()
             else:
                 self.optimizer.step()
-            self.scheduler.step()
             self.step += 1
+            self.seconds = seconds0 + time.perf_counter() - start
             record = {"step": float(self.step), "loss": float(loss.detach()), **parts}
             metrics: dict[str, float] = {}
-            if is_main_process() and (self.step % cfg.val_every == 0 or self.step == total):
+            diagnostics: dict[str, float] = {}
+            if is_main_process() and (self.step % cfg.val_every == 0 or self.finished()):
                 metrics = validate()
+                if hasattr(loss_fn, "diagnose"):
+                    diagnostics = loss_fn.diagnose(self.module, self.step)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
+                record.update({f"diag_{k}": v for k, v in diagnostics.items()})
+                record["seconds"] = round(self.seconds, 3)
             self.history.append(record)
-            if self.step % cfg.checkpoint_every == 0 and self.step < total:
-                self.save_state()
-            losses = {k: v for k, v in record.items() if k != "step" and not k.startswith("val_")}
-            emit(progress, ProgressEvent(phase, self.step, total, losses, metrics, eta(self.step, total)))
+            if self.step % cfg.checkpoint_every == 0 and not self.finished():
+                self.save_state(loss_fn)
+            losses = {"loss": record["loss"], **parts}
+            total = self.total()
+            remaining = eta(self.step, total) if cfg.step_bound else max(0.0, cfg.max_time - self.seconds)
+            emit(progress, ProgressEvent(phase, self.step, total, losses, metrics, remaining, diagnostics=diagnostics))
         return True
+
+    def finished(self) -> bool:
+        """The step budget or the time budget is spent (DDP ranks agree: rank 0's clock decides)."""
+        done = self.step >= self.cfg.steps
+        if self.cfg.max_time is not None:
+            flag = self.seconds >= self.cfg.max_time
+            if dist.is_initialized():
+                t = torch.tensor([int(flag)], device=_collective_device())
+                dist.broadcast(t, 0)
+                flag = bool(t.item())
+            done = done or flag
+        return done
+
+    def progress(self) -> float:
+        """Fraction of the budget spent after warm-up: the larger of the step and time fractions."""
+        cfg = self.cfg
+        frac = (self.step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps) if cfg.step_bound else 0.0
+        if cfg.max_time is not None:
+            frac = max(frac, self.seconds / cfg.max_time)
+        return frac
+
+    def total(self) -> int:
+        """The step budget, or for a time budget the steps expected at the current speed."""
+        if self.cfg.step_bound or self.seconds <= 0:
+            return self.cfg.steps if self.cfg.step_bound else max(self.step, 1)
+        return max(self.step, round(self.step * self.cfg.max_time / self.seconds))
 
 
 def _spatial_dims(module: nn.Module) -> int:
@@ -159,8 +212,11 @@ def _spatial_dims(module: nn.Module) -> int:
 def _cancelled(cancel: threading.Event | None) -> bool:
     flag = bool(cancel is not None and cancel.is_set())
     if dist.is_initialized():  # every rank stops at the same step
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-        t = torch.tensor([int(flag)], device=device)
+        t = torch.tensor([int(flag)], device=_collective_device())
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         flag = bool(t.item())
     return flag
+
+
+def _collective_device() -> torch.device | None:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
