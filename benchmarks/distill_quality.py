@@ -10,8 +10,9 @@ restored slice by slice), two Gaussian noise levels, several seeds, paired diffe
   image (one teacher per image). Students (``unet-xs``, 11 % of the teacher's FLOPs) at equal steps: scratch,
   output-kd, feature-kd, skd (and ablations); at equal wall time: scratch gets the seconds skd used.
 - ``noisy-only`` regime: no clean image. Teacher: ``teacher-tiny`` trained with Noise2Void on both noisy images. The
-  skd student learns from the noisy image and the teacher; the baseline is the same student trained with Noise2Void
-  alone, at equal steps and at equal wall time.
+  skd student learns from the noisy image and the teacher; so does ``output-kd``, whose labels the teacher computes
+  once ahead (that time counts against its budget). The baseline is the same student trained with Noise2Void alone,
+  at equal steps and at equal wall time.
 
     python benchmarks/distill_quality.py --work W --shard 0/2 &   # two 1-thread workers share the 2 cores
     python benchmarks/distill_quality.py --work W --shard 1/2 &
@@ -46,7 +47,8 @@ IMAGES = ("nuclei2d", "cell", "mri_t1")
 NOISE = {"low": 0.08, "high": 0.16}  # Gaussian sigma in units of the image's 1-99.8 percentile range
 SEEDS = (0, 1, 2)
 TEACHER, STUDENT = "teacher-tiny", "unet-xs"
-PAIRED = ("scratch", "output-kd", "feature-kd", "skd", "skd-rec", "skd-no-cl")
+PAIRED = ("scratch", "output-kd", "feature-kd", "skd", "skd-rec")
+NOISY_ONLY = ("skd", "n2v-scratch", "output-kd")  # output-kd: labels computed ahead, a student-only step
 #: Variants for pilots (``--methods``): a method with loss settings changed.
 VARIANTS: dict[str, tuple[str, dict]] = {
     "skd-3lv": ("skd", {"levels": ["enc1", "latent", "dec1"]}),
@@ -141,6 +143,7 @@ def student_run(work: Path, key: dict, steps: int, max_time: float | None) -> di
                  "train": train})  # fmt: skip
     rec = load_checkpoint(out).record
     result = {**key, "psnr": psnr(out, name, level), "steps": rec["steps"], "seconds": rec["seconds"],
+              "label_seconds": rec.get("label_seconds", 0.0),
               "validations": rec.get("validations", []), "loss_weights": rec.get("loss_weights", {})}  # fmt: skip
     out.unlink()
     return result
@@ -157,9 +160,10 @@ def plan(names: list[str], levels: list[str], seeds: list[int], methods: list[st
         if pilot:
             continue
         runs.append(({**base, "regime": "paired", "method": "scratch", "budget": "time"}, "time"))
-        for m in ("skd", "n2v-scratch"):
+        for m in NOISY_ONLY:
             runs.append(({**base, "regime": "noisy-only", "method": m, "budget": "steps"}, "steps"))
-        runs.append(({**base, "regime": "noisy-only", "method": "n2v-scratch", "budget": "time"}, "time"))
+        for m in ("n2v-scratch", "output-kd"):
+            runs.append(({**base, "regime": "noisy-only", "method": m, "budget": "time"}, "time"))
     return runs
 
 
@@ -179,7 +183,9 @@ def run_students(work: Path, runs: list[tuple[dict, str]], steps: int) -> None:
                    and all(r[k] == key[k] for k in ("image", "noise", "seed", "regime"))]  # fmt: skip
             if not skd:
                 continue
-            max_time = skd[0]["seconds"]
+            same = [r for r in load_results(work) if r["budget"] == "steps"
+                    and all(r[k] == key[k] for k in ("image", "noise", "seed", "regime", "method"))]  # fmt: skip
+            max_time = skd[0]["seconds"] - (same[0].get("label_seconds", 0.0) if same else 0.0)  # labelling counts
         result = student_run(work, key, steps, max_time)
         with open(work / "results.jsonl", "a") as f:
             f.write(json.dumps(result) + "\n")
@@ -196,9 +202,11 @@ def teacher_psnrs(work: Path, names: list[str]) -> dict:
 
 
 # --- report -------------------------------------------------------------------------------------------------------
-def paired_difference(results: list[dict], regime: str, budget: str, a: str, b: str) -> dict | None:
-    """Mean of PSNR(a) - PSNR(b) over matched (image, noise, seed) and its 95 % t confidence interval."""
-    a_budget = "steps"  # skd's own run is the time reference
+def paired_difference(
+    results: list[dict], regime: str, budget: str, a: str, b: str, a_budget: str = "steps"
+) -> dict | None:
+    """Mean of PSNR(a) - PSNR(b) over matched (image, noise, seed) and its 95 % t confidence interval. At equal
+    time, ``a`` is skd's own run (the time reference) unless ``a_budget`` says ``a`` also ran for skd's seconds."""
     index = {(r["image"], r["noise"], r["seed"]): r["psnr"] for r in results
              if r["regime"] == regime and r["method"] == b and r["budget"] == budget}  # fmt: skip
     diffs = [r["psnr"] - index[k] for r in results
@@ -225,6 +233,8 @@ def report(work: Path, quick: bool) -> None:
         paired_difference(results, "paired", "time", "skd", "scratch"),
         paired_difference(results, "noisy-only", "steps", "skd", "n2v-scratch"),
         paired_difference(results, "noisy-only", "time", "skd", "n2v-scratch"),
+        paired_difference(results, "noisy-only", "steps", "output-kd", "n2v-scratch"),
+        paired_difference(results, "noisy-only", "time", "output-kd", "n2v-scratch", a_budget="time"),
     ) if c is not None]  # fmt: skip
     gaps = []
     for regime in ("paired", "noisy-only"):
@@ -240,11 +250,11 @@ def report(work: Path, quick: bool) -> None:
                                         "runs": [{k: v for k, v in r.items() if k != "validations"} for r in results],
                                         "teachers": [{"image": k[0], "regime": k[1], "noise": k[2], "psnr": v}
                                                      for k, v in teachers.items()]}, indent=1))  # fmt: skip
-    write_section("distill_quality", markdown(results, names, seeds, teachers, comparisons, gaps, quick))
+    write_section("distill_quality", markdown(work, results, names, seeds, teachers, comparisons, gaps, quick))
     plot(results)
 
 
-def markdown(results, names, seeds, teachers, comparisons, gaps, quick) -> str:
+def markdown(work, results, names, seeds, teachers, comparisons, gaps, quick) -> str:
     steps = max((r["steps"] for r in results if r["budget"] == "steps"), default=0)
     lines = [
         "## Distillation quality (`benchmarks/distill_quality.py`)",
@@ -264,9 +274,16 @@ def markdown(results, names, seeds, teachers, comparisons, gaps, quick) -> str:
     for c in comparisons:
         lines.append(f"| {c['regime']} | {c['budget']} | {c['a']} | {c['b']} | {c['mean_db']:+.2f} | "
                      f"[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | {c['n']} |")  # fmt: skip
-    lines += ["", "Mean PSNR (dB) per image and noise level, over seeds:", ""]
-    cols = [("paired", m, "steps") for m in PAIRED] + [("paired", "scratch", "time"), ("noisy-only", "skd", "steps"),
-            ("noisy-only", "n2v-scratch", "steps"), ("noisy-only", "n2v-scratch", "time")]  # fmt: skip
+    lines += [
+        "",
+        "Teachers (paired): validation PSNR gained over their last 500 of "
+        + ", ".join(f"`{n}` {plateau(work, n)}" for n in names)
+        + " (near a plateau when small).",
+        "",
+    ]
+    lines += ["Mean PSNR (dB) per image and noise level, over seeds (p: paired, n: noisy-only):", ""]
+    cols = [("paired", m, "steps") for m in PAIRED] + [("paired", "scratch", "time")]
+    cols += [("noisy-only", m, "steps") for m in NOISY_ONLY] + [("noisy-only", m, "time") for m in NOISY_ONLY[1:]]
     lines.append("| image | noise | teacher (paired) | teacher (N2V) | "
                  + " | ".join(f"{m} ({'p' if g == 'paired' else 'n'}, {b})" for g, m, b in cols) + " |")  # fmt: skip
     lines.append("|---|---|---|---|" + "---|" * len(cols))
@@ -285,17 +302,28 @@ def markdown(results, names, seeds, teachers, comparisons, gaps, quick) -> str:
     return "\n".join(lines)
 
 
+def plateau(work: Path, name: str) -> str:
+    """How much a paired teacher's validation PSNR still rose over its last 500 steps."""
+    path = teacher_path(work, name, "paired")
+    vals = [v for v in load_checkpoint(path).record.get("validations", []) if "psnr" in v] if path.exists() else []
+    if not vals:
+        return "(no record)"
+    last = vals[-1]
+    before = min(vals, key=lambda v: abs(v["step"] - (last["step"] - 500)))
+    return f"{last['step']} steps: {last['psnr'] - before['psnr']:+.2f} dB"
+
+
 def plot(results: list[dict]) -> None:
+    """Validation PSNR against wall time, paired regime (the noisy-only runs have no clean image to validate on)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    picks = [r for r in results if r["seed"] == 0 and r["noise"] == "high" and r["image"] == IMAGES[0]]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=False)
-    for ax, regime in zip(axes, ("paired", "noisy-only"), strict=True):
-        for r in picks:
-            if r["regime"] != regime or not r["validations"]:
+    fig, axes = plt.subplots(1, len(IMAGES), figsize=(4 * len(IMAGES), 3.6))
+    for ax, name in zip(axes, IMAGES, strict=True):
+        for r in results:
+            if (r["image"], r["seed"], r["noise"], r["regime"]) != (name, 0, "high", "paired"):
                 continue
             pts = [(v["seconds"], v["psnr"]) for v in r["validations"] if "psnr" in v]
             if pts:
@@ -303,8 +331,9 @@ def plot(results: list[dict]) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel("validation PSNR (dB)")
-        ax.set_title(f"{IMAGES[0]}, sigma {NOISE['high']}, {regime}")
-        ax.legend(fontsize=7)
+        ax.set_title(f"{name}, sigma {NOISE['high']}, paired, seed 0", fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(ROOT / "docs" / "images" / "distill_quality.png", dpi=110)
 

@@ -30,7 +30,8 @@ def jobs(tmp_path_factory):
 
 
 def cli(*args, launcher=()):
-    return subprocess.run([sys.executable, *launcher, "-m", "napari_skd.cli", *args], capture_output=True, text=True)
+    cmd = [sys.executable, *launcher, "-m", "napari_skd.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)  # a hung DDP run fails, not blocks
 
 
 def test_yaml_jobs_train_a_teacher_then_distil(jobs):
@@ -54,6 +55,20 @@ def test_torchrun_ddp_with_two_gloo_processes(jobs):
     ck = load_checkpoint(jobs / "ddp.pt")
     assert ck.record["world_size"] == 2 and ck.record["completed"]
     assert np.isfinite(ck.record["metrics"]["psnr"])
+
+
+def test_torchrun_ddp_with_a_time_budget_stops_every_rank_together(jobs):
+    """Rank 0's clock decides (a broadcast each step): no rank waits forever for the others."""
+    if not (jobs / "teacher.pt").exists():
+        assert cli("train-teacher", "--config", str(jobs / "teacher.yaml")).returncode == 0
+    job = yaml.safe_load((jobs / "student.yaml").read_text())
+    job["train"] = {"max_time": "3s", "val_every": 1000, "device": "cpu"}
+    (jobs / "timed.yaml").write_text(yaml.safe_dump(job))
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+    r = cli("distill", "--config", str(jobs / "timed.yaml"), "--output", str(jobs / "timed.pt"), launcher=torchrun)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = load_checkpoint(jobs / "timed.pt").record
+    assert rec["world_size"] == 2 and rec["completed"] and rec["seconds"] >= 3 and rec["max_time"] == 3
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
 from .config import DistillJob, TeacherJob
 from .labels import labels_ahead, teacher_labels
-from .objectives import DistillObjective, StudentWithProjections, TeacherObjective
+from .objectives import METHOD_TERMS, DistillObjective, StudentWithProjections, TeacherObjective
 from .trainer import Trainer, is_main_process, rank
 
 
@@ -84,13 +84,14 @@ def distill(
     teacher_ck = job.teacher if isinstance(job.teacher, Checkpoint) else load_checkpoint(job.teacher)
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
-    if job.loss.method == "scratch" and clean is None:
+    alone = not METHOD_TERMS[job.loss.method].uses_teacher
+    if alone and clean is None:
         raise InputError(
-            "method 'scratch' learns from ground truth only: give data.clean (or pick a distillation method)"
+            f"method {job.loss.method!r} learns from ground truth only: give data.clean (or pick a distillation method)"
         )
-    if job.loss.method == "scratch" and job.data.unlabelled is not None:
-        raise InputError("method 'scratch' uses no teacher, so it cannot learn from data.unlabelled; remove it "
-                         "or pick a distillation method")  # fmt: skip
+    if alone and job.data.unlabelled is not None:
+        raise InputError(f"method {job.loss.method!r} uses no teacher, so it cannot learn from data.unlabelled; "
+                         "remove it or pick a distillation method")  # fmt: skip
     unlabelled = load_volumes(job.data.unlabelled, job.data.axes)
     channels = (degraded or clean)[0].shape[1]
     tcfg = teacher_ck.config
@@ -118,13 +119,15 @@ def distill(
     if unlabelled is not None and unlabelled[0].shape[1] != channels:
         raise InputError(f"data.unlabelled has {unlabelled[0].shape[1]} channel(s) but data.degraded/clean has "
                          f"{channels}; give images of the same kind")  # fmt: skip
-    ahead = labels_ahead(job.loss.method, job.loss.teacher_labels, (degraded or []) + (unlabelled or []) or None)
+    ahead = labels_ahead(job.loss, (degraded or []) + (unlabelled or []) or None)
     ahead = ahead and degraded is not None
+    t_label = time.perf_counter()
     label = (lambda vols: teacher_labels(teacher_ck, vols, device, progress)) if ahead else (lambda vols: None)
     sampler = _sampler(job.data, degraded, clean, norm, student, job.train.seed, labels=label(degraded))
     extra = None
     if unlabelled is not None:
         extra = _sampler(job.data, unlabelled, None, norm, student, job.train.seed + 1, 0.0, label(unlabelled))
+    label_seconds = time.perf_counter() - t_label if ahead else 0.0
     objective = DistillObjective(teacher, job.loss, sampler, job.data.batch_size, device, rank(), extra,
                                  job.data.unlabelled_share)  # fmt: skip
     trainer = Trainer(module, job.train, device, state_path, _fingerprint(job, teacher_ck.hash))
@@ -133,7 +136,8 @@ def distill(
     done = trainer.run(objective, lambda: evaluate(student, sampler.validation, device, teacher), progress, cancel)
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
     record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_ck.path),
-                  loss_weights=dict(objective.weights), teacher_labels="ahead" if ahead else "live")  # fmt: skip
+                  loss_weights=dict(objective.weights), teacher_labels="ahead" if ahead else "live",
+                  label_seconds=round(label_seconds, 2))  # fmt: skip
     return _finish(trainer, done, output, student, "student", norm, record, teacher_ck, progress)
 
 

@@ -14,14 +14,15 @@ import torch
 from ..checkpoint import Checkpoint
 from ..data.sampler import CACHE_BYTES
 from ..progress import ProgressEvent, ProgressFn, emit
-from .objectives import METHOD_TERMS
+from .config import LossConfig
+from .objectives import METHOD_TERMS, needs_teacher_features
 
 
-def labels_ahead(method: str, mode: str, volumes: list[da.Array] | None) -> bool:
+def labels_ahead(cfg: LossConfig, volumes: list[da.Array] | None) -> bool:
     """Label ``volumes`` before training: fixed data that fits in memory, and a method that reads only outputs."""
-    terms = METHOD_TERMS[method]
+    terms = METHOD_TERMS[cfg.method]
     uses_outputs = terms.target == "teacher" or terms.teacher_rec
-    if mode != "auto" or volumes is None or terms.teacher_features or not uses_outputs:
+    if cfg.teacher_labels != "auto" or volumes is None or needs_teacher_features(cfg) or not uses_outputs:
         return False
     return sum(v.nbytes for v in volumes) <= CACHE_BYTES // 2
 

@@ -32,6 +32,11 @@ class Terms:
     def teacher_features(self) -> bool:
         return self.features != "none" or self.contrastive
 
+    @property
+    def uses_teacher(self) -> bool:
+        """False for a student trained alone on clean targets."""
+        return self.target == "teacher" or self.teacher_rec or self.teacher_features
+
 
 #: Which terms each method uses (``scratch`` never runs the teacher when clean targets exist).
 METHOD_TERMS: dict[str, Terms] = {
@@ -43,6 +48,12 @@ METHOD_TERMS: dict[str, Terms] = {
     "skd-no-cl": Terms("clean", teacher_rec=True, features="gk", mca=True),
     "skd-rec": Terms("clean", teacher_rec=True),
 }
+
+
+def needs_teacher_features(cfg: LossConfig) -> bool:
+    """Whether ``cfg``'s method reads the teacher's features (a term with a zero weight is not computed)."""
+    t = METHOD_TERMS[cfg.method]
+    return t.features == "l2" or (t.features == "gk" and cfg.alpha2 > 0) or (t.contrastive and cfg.alpha3 > 0)
 
 
 def blind_spot(x: torch.Tensor, fraction: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,8 +216,7 @@ class DistillObjective:
 
     def needs_teacher_features(self) -> bool:
         """Whether a step runs the teacher for its features (a term with a zero weight is not computed)."""
-        t, cfg = self.terms, self.cfg
-        return t.features == "l2" or (t.features == "gk" and cfg.alpha2 > 0) or (t.contrastive and cfg.alpha3 > 0)
+        return needs_teacher_features(self.cfg)
 
     def reconstruction(self, s_out: torch.Tensor, t_out: torch.Tensor | None, gt: torch.Tensor | None) -> torch.Tensor:
         """L_REC: L1 to the clean target plus beta L1 to the teacher; the teacher alone where no clean target exists."""
@@ -236,8 +246,11 @@ class DistillObjective:
             return contrastive_ratio(anchor, pos, negatives, w)
 
     # --- weights ----------------------------------------------------------------------------------------------------
-    def weighted(self, module: nn.Module, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Each term times its weight; with ``balance``, a term's weight is fixed from gradient norms on first use."""
+    def weighted(
+        self, module: nn.Module, values: dict[str, torch.Tensor], training: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Each term times its weight; with ``balance``, a term's weight is fixed from gradient norms on its first
+        training step (``training=False``, as in diagnostics on rank 0 alone, computes it without keeping it)."""
         cfg = self.cfg
         out = {"rec": values["rec"]}
         if "feature_l2" in values:
@@ -245,17 +258,20 @@ class DistillObjective:
         for name, ratio in (("gk", cfg.alpha2), ("cl", cfg.alpha3)):
             if name not in values:
                 continue
-            if name not in self.weights:
-                self.weights[name] = self._balance(module, values["rec"], values[name], ratio) if cfg.balance else ratio
-            out[name] = self.weights[name] * values[name]
+            weight = self.weights.get(name)
+            if weight is None:
+                weight = self._balance(module, values["rec"], values[name], ratio, training) if cfg.balance else ratio
+                if training:
+                    self.weights[name] = weight
+            out[name] = weight * values[name]
         return out
 
-    def _balance(self, module: nn.Module, rec: torch.Tensor, term: torch.Tensor, ratio: float) -> float:
+    def _balance(self, module: nn.Module, rec: torch.Tensor, term: torch.Tensor, ratio: float, reduce: bool) -> float:
         params = student_parameters(module)
         g_rec = _flat_grad(rec, params)
         g_term = _flat_grad(term, params)
         weight = torch.tensor(ratio * float(g_rec.norm()) / max(float(g_term.norm()), 1e-12))
-        if dist.is_initialized():  # every rank uses the same weight
+        if reduce and dist.is_initialized():  # every rank uses the same weight
             weight = weight.to(self.device)
             dist.all_reduce(weight)
             weight = weight / dist.get_world_size()
@@ -276,7 +292,7 @@ class DistillObjective:
     def diagnose(self, module: nn.Module, step: int) -> dict[str, float]:
         """Each weighted term's value, its gradient norm on the student's parameters and the cosine of that gradient
         with L_REC's, on the step's batch (``<term>``, ``<term>_grad``, ``<term>_cos``)."""
-        weighted = self.weighted(module, self.term_values(module, self.batch(step), step))
+        weighted = self.weighted(module, self.term_values(module, self.batch(step), step), training=False)
         params = student_parameters(module)
         grads = {k: _flat_grad(v, params) for k, v in weighted.items()}
         out: dict[str, float] = {}

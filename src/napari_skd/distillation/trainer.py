@@ -128,7 +128,8 @@ class Trainer:
         eta = Eta(self.step)
         dtype = amp_dtype(self.device) if cfg.amp else None
         start, seconds0 = time.perf_counter(), self.seconds
-        while not self.finished():
+        done = self.finished()  # every rank calls finished() at the same points (it is collective under DDP)
+        while not done:
             if _cancelled(cancel):
                 self.save_state(loss_fn)
                 emit(
@@ -158,10 +159,11 @@ class Trainer:
                 self.optimizer.step()
             self.step += 1
             self.seconds = seconds0 + time.perf_counter() - start
+            done = self.finished()
             record = {"step": float(self.step), "loss": float(loss.detach()), **parts}
             metrics: dict[str, float] = {}
             diagnostics: dict[str, float] = {}
-            if is_main_process() and (self.step % cfg.val_every == 0 or self.finished()):
+            if is_main_process() and (self.step % cfg.val_every == 0 or done):
                 metrics = validate()
                 if hasattr(loss_fn, "diagnose"):
                     diagnostics = loss_fn.diagnose(self.module, self.step)
@@ -169,7 +171,7 @@ class Trainer:
                 record.update({f"diag_{k}": v for k, v in diagnostics.items()})
                 record["seconds"] = round(self.seconds, 3)
             self.history.append(record)
-            if self.step % cfg.checkpoint_every == 0 and not self.finished():
+            if self.step % cfg.checkpoint_every == 0 and not done:
                 self.save_state(loss_fn)
             losses = {"loss": record["loss"], **parts}
             total = self.total()
