@@ -58,6 +58,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "skd-nobal": ("skd", {"balance": False}),
     "skd-cl": ("skd", {"alpha3": 0.1}),
     "skd-rec-live": ("skd-rec", {"teacher_labels": "live"}),
+    "skd-ema": ("skd", {}),  # with train.ema (TRAIN_VARIANTS)
+}
+#: Training settings of variants.
+TRAIN_VARIANTS: dict[str, dict] = {
+    "skd-ema": {"ema": 0.98},
 }
 VAL_FRACTION = 0.25
 
@@ -137,6 +142,7 @@ def student_run(work: Path, key: dict, steps: int, max_time: float | None) -> di
         train_teacher({"data": data(name, [level], False, 8), "model": STUDENT, "output": str(out),
                        "overwrite": True, "train": train})  # fmt: skip
     else:
+        train |= TRAIN_VARIANTS.get(method, {})
         method, loss = VARIANTS.get(method, (method, {}))
         distill({"data": data(name, [level], paired, 8), "teacher": str(teacher_path(work, name, key["regime"])),
                  "student": STUDENT, "output": str(out), "overwrite": True, "loss": {"method": method, **loss},

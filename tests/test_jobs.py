@@ -133,3 +133,16 @@ def test_a_job_from_flags_alone(jobs):
             "--model", "student-tiny", "--steps", "2", "--output", str(jobs / "bare.pt"))  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert load_checkpoint(jobs / "bare.pt").record["data"]["degradation"]["kind"] == "gaussian"
+
+
+def test_the_complete_job_in_docs_cli_md_is_valid_and_shows_every_loss_setting():
+    from pathlib import Path
+
+    from napari_skd.distillation.config import DistillJob, LossConfig, TrainConfig
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    block = text[text.index("version: 1\ndata:") :]
+    job = yaml.safe_load(block[: block.index("```")])
+    assert set(job["loss"]) == set(LossConfig.model_fields) and set(job["train"]) == set(TrainConfig.model_fields)
+    job["data"].update(degraded=None, clean="x.tif", degradation={"kind": "gaussian"})
+    assert DistillJob.model_validate(job).loss == LossConfig(**job["loss"])

@@ -194,17 +194,19 @@ def test_durations_parse_and_bad_ones_are_refused():
 
 def test_time_budget_ends_training_with_the_schedule_spent(tmp_path):
     model = build_model("unet-xs")
-    cfg = TrainConfig(max_time=1.5, warmup_steps=2, lr=1e-3, val_every=10**6)
+    cfg = TrainConfig(max_time=2.0, warmup_steps=2, lr=1e-3, val_every=10**6)
     trainer = Trainer(model, cfg, torch.device("cpu"), tmp_path / "state", "fp")
     lrs: list[float] = []
-    x = torch.rand(2, 1, 32, 32)
+    x = torch.rand(1, 1, 16, 16)
+    model(x).sum().backward()  # first-call set-up outside the budget
+    model.zero_grad()
 
     def loss_fn(module, step):
         lrs.append(trainer.optimizer.param_groups[0]["lr"])
         return (module(x) - x.flip(-1)).abs().mean(), {}
 
     assert trainer.run(loss_fn, dict)
-    assert 1.5 <= trainer.seconds < 15 and len(lrs) == trainer.step > 3
+    assert 2.0 <= trainer.seconds < 15 and len(lrs) == trainer.step > 3
     assert lrs[1] == pytest.approx(1e-3) and max(lrs) <= 1e-3 and lrs[-1] < 0.3e-3  # cosine over the budget
 
 
@@ -234,3 +236,31 @@ def test_verbose_cli_prints_the_diagnostics(tmp_path, image, teacher_path, capsy
     out = capsys.readouterr().out
     assert "[diagnostics] step 4: rec" in out and "gk" in out and "cos" in out
     logging.getLogger("napari_skd").handlers.clear()
+
+
+def test_ema_weights_are_the_moving_average_of_the_trajectory(tmp_path):
+    model = build_model("unet-xs")
+    cfg = TrainConfig(steps=6, ema=0.8, warmup_steps=1, lr=1e-2, val_every=10**6)
+    trainer = Trainer(model, cfg, torch.device("cpu"), tmp_path / "state", "fp")
+    x = torch.rand(2, 1, 32, 32)
+    seen: list[torch.Tensor] = []  # the weights each step starts from
+
+    def loss_fn(module, step):
+        seen.append(_last(module).clone())
+        return (module(x) - x.flip(-1)).abs().mean(), {}
+
+    assert trainer.run(loss_fn, dict)
+    trajectory = seen[1:] + [_last(model).detach().clone()]  # the weights after each step
+    expected = seen[0].clone()
+    for t, w in enumerate(trajectory):
+        decay = min(0.8, (1 + t + 1) / (10 + t + 1))
+        expected = decay * expected + (1 - decay) * w
+    with trainer.averaged():
+        torch.testing.assert_close(_last(model), expected)
+    torch.testing.assert_close(_last(model), trajectory[-1])  # the trained weights come back after
+    trainer.use_averaged()
+    torch.testing.assert_close(_last(model), expected)
+
+
+def _last(model) -> torch.Tensor:
+    return [p for p in model.parameters() if p.requires_grad][-1].detach()

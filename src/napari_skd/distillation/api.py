@@ -348,6 +348,7 @@ def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds
 
 def _finish(trainer, done, output, model, role, norm, record, teacher, progress) -> Path:
     if is_main_process():
+        trainer.use_averaged()  # with train.ema, the moving average is the model (the state keeps both)
         model.to(memory_format=torch.contiguous_format)  # trained channels-last; saved in the default layout
         save_checkpoint(output, model, role=role, norm=norm, record=record, teacher=teacher)
         if done:

@@ -93,6 +93,13 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(200, ge=1, description="Save a resumable state every N steps.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     amp: bool = Field(True, description="Mixed precision on GPUs (bf16/fp16); ignored on the CPU.")
+    ema: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Decay of an exponential moving average of the weights, validated and saved "
+        "instead of the last weights (0 = off; e.g. 0.99).",
+    )
 
     @field_validator("max_time", mode="before")
     @classmethod

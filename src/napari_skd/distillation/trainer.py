@@ -9,11 +9,12 @@ an uninterrupted run's on the CPU (for step budgets; a time budget depends on th
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -70,6 +71,9 @@ class Trainer:
         self.seconds = 0.0  # wall time trained, over every run of this job
         self.history: list[dict[str, float]] = []
         self._objective_state: dict | None = None
+        self.ema: dict[str, torch.Tensor] | None = None  # moving average of the trainable weights (train.ema)
+        if cfg.ema > 0:
+            self.ema = {n: p.detach().clone() for n, p in self.module.named_parameters() if p.requires_grad}
 
     # --- resumable state ------------------------------------------------------------------------------------------
     def save_state(self, objective: object = None) -> None:
@@ -82,6 +86,7 @@ class Trainer:
             "module": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
+            "ema": self.ema,
             "history": self.history,
         }
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
@@ -102,7 +107,45 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.history = int(state["step"]), list(state["history"])
         self.seconds, self._objective_state = float(state.get("seconds", 0.0)), state.get("objective")
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema = state["ema"]
         return True
+
+    # --- moving average ---------------------------------------------------------------------------------------------
+    def _update_ema(self) -> None:
+        """ema <- d ema + (1 - d) w, with d ramped up over the first steps (min(decay, (1 + t) / (10 + t)))."""
+        if self.ema is None:
+            return
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for name, p in self.module.named_parameters():
+                if name in self.ema:
+                    self.ema[name].lerp_(p.detach(), 1 - decay)
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside: the module holds the averaged weights (no-op without ``train.ema``); the trained ones after."""
+        if self.ema is None:
+            yield
+            return
+        params = dict(self.module.named_parameters())
+        trained = {n: params[n].detach().clone() for n in self.ema}
+        self._load_weights(self.ema)
+        try:
+            yield
+        finally:
+            self._load_weights(trained)
+
+    def use_averaged(self) -> None:
+        """Put the averaged weights into the module for good (before saving the final model)."""
+        if self.ema is not None:
+            self._load_weights(self.ema)
+
+    def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        params = dict(self.module.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
 
     def discard_state(self) -> None:
         if is_main_process() and self.state_path.exists():
@@ -158,13 +201,15 @@ class Trainer:
             else:
                 self.optimizer.step()
             self.step += 1
+            self._update_ema()
             self.seconds = seconds0 + time.perf_counter() - start
             done = self.finished()
             record = {"step": float(self.step), "loss": float(loss.detach()), **parts}
             metrics: dict[str, float] = {}
             diagnostics: dict[str, float] = {}
             if is_main_process() and (self.step % cfg.val_every == 0 or done):
-                metrics = validate()
+                with self.averaged():
+                    metrics = validate()
                 if hasattr(loss_fn, "diagnose"):
                     diagnostics = loss_fn.diagnose(self.module, self.step)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
