@@ -301,6 +301,11 @@ def markdown(work, results, names, seeds, teachers, comparisons, gaps, quick) ->
                  == (name, level, g, m, b)]  # fmt: skip
             cells.append(f"{np.mean(v):.2f}" if v else "")
         lines.append("| " + " | ".join(cells) + " |")
+    secs = {m: np.mean([r["seconds"] for r in results
+                        if (r["regime"], r["method"], r["budget"]) == ("paired", m, "steps")])
+            for m in PAIRED if any(r["method"] == m for r in results)}  # fmt: skip
+    lines += ["", "Mean training seconds of the equal-steps runs (paired; one 1-thread worker each, validations "
+              "included): " + ", ".join(f"{m} {v:.0f} s" for m, v in secs.items()) + "."]  # fmt: skip
     for g in gaps:
         lines.append(f"\nTeacher - skd ({g['regime']}, equal steps): {g['teacher_minus_skd_db']:+.2f} dB, student "
                      f"FLOPs / teacher FLOPs = {g['flops_ratio']:.2f}.")  # fmt: skip
