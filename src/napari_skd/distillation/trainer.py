@@ -29,15 +29,6 @@ from .config import TrainConfig
 LossFn = Callable[[nn.Module, int], tuple[torch.Tensor, dict[str, float]]]
 
 
-def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """Learning-rate factor: linear from 1/warmup to 1, then cosine to 0 at ``total``."""
-
-    def factor(step: int) -> float:
-        return lr_factor(step, warmup, (step - warmup) / max(1, total - warmup))
-
-    return factor
-
-
 def lr_factor(step: int, warmup: int, progress: float) -> float:
     """Linear warm-up over ``warmup`` steps, then a cosine from 1 to 0 as ``progress`` goes from 0 to 1."""
     if step < warmup:
