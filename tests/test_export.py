@@ -21,8 +21,8 @@ from conftest import untrained  # noqa: E402
 from napari_skd.checkpoint import Checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
 from napari_skd.errors import CheckpointError, InputError  # noqa: E402
 from napari_skd.export import check_package, export_bioimageio, validate_package  # noqa: E402
-from napari_skd.export_docs import make_test_input, write_cover  # noqa: E402
-from napari_skd.export_weights import pickle_globals, unsafe_pickles  # noqa: E402
+from napari_skd.export.audit import pickle_globals, unsafe_pickles  # noqa: E402
+from napari_skd.export.docs import make_test_input, write_cover  # noqa: E402
 from napari_skd.models import build_model  # noqa: E402
 from napari_skd.normalize import Normalization  # noqa: E402
 

@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
 
-from .checkpoint import Checkpoint
+from ..checkpoint import Checkpoint
+from ..describe import describe_checkpoint
+from ..samples import load_sample
 
 SKD_CITATION = (
     "Zhang & Yan, Soft Knowledge Distillation with Multi-Dimensional Cross-Net Attention for Image Restoration Models "
@@ -33,16 +37,12 @@ def make_test_input(ck: Checkpoint, side: int) -> tuple[np.ndarray, str]:
     shape = (cfg.in_channels, *([side] * cfg.spatial_dims))
     image, source = None, ""
     if cfg.spatial_dims == 2 and cfg.in_channels == 1:
-        from .samples import load_sample
-
         data, _ = load_sample("nuclei2d")
         if min(data.shape) >= side:
             y0, x0 = ((s - side) // 2 for s in data.shape)
             image = data[None, y0 : y0 + side, x0 : x0 + side].astype(np.float64)
             source = f"centre {side} x {side} crop of the napari-skd sample 'nuclei2d' (DSB 2018 nuclei)"
     if image is None:
-        from scipy.ndimage import gaussian_filter
-
         rng = np.random.default_rng(0)
         smooth = gaussian_filter(rng.random(shape), sigma=(0, *[side / 16] * cfg.spatial_dims))
         image = smooth + 0.1 * smooth.std() * rng.standard_normal(shape)
@@ -65,8 +65,6 @@ def _display(a: np.ndarray) -> np.ndarray:
 
 def write_cover(inp: np.ndarray, out: np.ndarray, path: Path, height: int = 256) -> None:
     """``cover.png``: input (left) and restored output (right), each scaled to ``height`` pixels (2:1 aspect)."""
-    from PIL import Image
-
     tiles = []
     for a in (inp, out):
         img = Image.fromarray(_display(a)).convert("RGB")
@@ -88,8 +86,6 @@ def write_readme(
 
     FLOPs are given for a ``side``-sided input.
     """
-    from .describe import describe_checkpoint
-
     summary = describe_checkpoint(ck, size=side)
     rec = ck.record
     keys = ("steps", "method", "mode", "seed", "completed", "source", "created", "versions")

@@ -1,4 +1,4 @@
-"""Weight formats of a bioimage.io package: TorchScript (traced), ONNX, and the no-Python-pickle audit.
+"""Weight formats of a bioimage.io package: TorchScript (traced) and ONNX, each checked against the PyTorch model.
 
 Tracing records the network for inputs whose spatial sizes are multiples of ``model.multiple`` (8): the model's
 reflect padding is a no-op there and is not part of the trace, so the exported weights accept exactly those sizes
@@ -8,9 +8,7 @@ reflect padding is a no-op there and is not part of the trace, so the exported w
 from __future__ import annotations
 
 import io
-import pickletools
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ONNX_OPSET = 17
-
-# Python-pickle globals a TorchScript archive may name. ``__torch__.*`` are TorchScript classes resolved by the
-# TorchScript type system (never imported as Python code); the rest rebuild tensors and containers.
-_TORCHSCRIPT_GLOBALS = {
-    "collections": {"OrderedDict"},
-    "torch._utils": {"_rebuild_tensor_v2"},
-    "torch.jit._pickle": {
-        "restore_type_tag",
-        "build_intlist",
-        "build_doublelist",
-        "build_boollist",
-        "build_tensorlist",
-    },
-}
-_PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".joblib")
+from .layout import ONNX_OPSET
 
 
 @dataclass
@@ -112,7 +95,7 @@ def export_onnx(module: torch.jit.ScriptModule, ref: Reference, path: Path, rtol
     Checked with onnxruntime when it is installed (returns the errors), else only with ``onnx.checker`` (returns None).
     Raises an exception when export or the check fails.
     """
-    import onnx
+    import onnx  # optional dependency: imported on use
 
     example = ref.inputs[0]
     spatial = "zyx"[3 - (example.ndim - 2) :]
@@ -131,90 +114,8 @@ def export_onnx(module: torch.jit.ScriptModule, ref: Reference, path: Path, rtol
         )
     onnx.checker.check_model(str(path), full_check=True)
     try:
-        import onnxruntime
+        import onnxruntime  # optional dependency: without it the ONNX file is only checked by onnx.checker
     except ImportError:
         return None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return ref.verify(lambda a: session.run(None, {"input": a})[0], rtol)
-
-
-# --- the no-pickle audit ----------------------------------------------------------------------------------------
-
-
-def pickle_globals(data: bytes) -> set[str]:
-    """``module.name`` of every global a pickle stream references (what unpickling would import), without loading it.
-
-    Protocol-2 ``GLOBAL`` names are exact; ``STACK_GLOBAL``, ``INST`` and ``OBJ`` are reported in ``<...>``, which
-    no allow-list accepts.
-    """
-    found, strings = set(), []
-    for op, arg, _ in pickletools.genops(data):
-        if op.name == "GLOBAL":
-            module, name = str(arg).split(" ", 1)
-            found.add(f"{module}.{name}")
-        elif op.name == "STACK_GLOBAL":  # operands may come from the memo: never trusted
-            found.add(f"<STACK_GLOBAL {'.'.join(strings[-2:])}>")
-        elif op.name in ("INST", "OBJ"):
-            found.add(f"<{op.name} {arg}>")
-        elif isinstance(arg, str):
-            strings.append(arg)
-    return found
-
-
-def _torchscript_global_ok(ref: str) -> bool:
-    if ref.startswith("__torch__."):
-        return True
-    module, _, name = ref.rpartition(".")
-    if module == "torch" and name.endswith("Storage"):
-        return True
-    return name in _TORCHSCRIPT_GLOBALS.get(module, set())
-
-
-def _is_pickle(data: bytes) -> bool:
-    return len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5  # PROTO opcode, protocols 2-5
-
-
-def unsafe_pickles(package: str | Path) -> list[str]:
-    """Members of a package zip that are, or may hold, Python pickles able to run code; empty means none.
-
-    Flagged: a member that starts like a pickle (protocol 2-5) or has a pickle/PyTorch suffix (``.pkl``, ``.pt``,
-    ...) and is not a zip archive; a ``.npy`` array of Python objects; a zip archive (such as a ``torch.save`` file)
-    holding a pickle, unless it is a TorchScript archive whose pickles name only tensor-rebuilding functions,
-    containers and TorchScript classes (``_TORCHSCRIPT_GLOBALS``): the restricted format ``torch.jit.load`` reads.
-    """
-    bad: list[str] = []
-    with zipfile.ZipFile(package) as z:
-        for name in z.namelist():
-            data = z.read(name)
-            if data[:4] == b"PK\x03\x04":
-                bad += [f"{name}: {problem}" for problem in _archive_problems(data)]
-            elif _is_pickle(data) or name.lower().endswith(_PICKLE_SUFFIXES) or _is_object_npy(data):
-                bad.append(name)
-    return bad
-
-
-def _is_object_npy(data: bytes) -> bool:
-    """A ``.npy`` that numpy refuses to load without pickle (an array of Python objects)."""
-    if not data.startswith(b"\x93NUMPY"):
-        return False
-    try:
-        np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError:
-        return True
-    return False
-
-
-def _archive_problems(archive: bytes) -> list[str]:
-    with zipfile.ZipFile(io.BytesIO(archive)) as z:
-        names = z.namelist()
-        torchscript = any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
-        problems = []
-        for n in names:
-            data = z.read(n)
-            if not (n.endswith(".pkl") or _is_pickle(data)):
-                continue
-            if not torchscript:
-                problems.append(f"{n} is a Python pickle")
-                continue
-            problems += [f"{n} references {g}" for g in sorted(pickle_globals(data)) if not _torchscript_global_ok(g)]
-        return problems

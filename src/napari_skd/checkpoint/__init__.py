@@ -1,0 +1,23 @@
+"""One-file model checkpoints that are safe to open, and import of official Restormer weights.
+
+- ``format``: what a checkpoint file holds, its version, hashing and atomic saving (``save_checkpoint``);
+- ``load``: ``load_checkpoint``, which never runs pickled code and checks every weight before copying it;
+- ``official``: ``import_restormer`` for swz30/Restormer ``{'params': state_dict}`` files.
+"""
+
+from .format import FORMAT, FORMAT_VERSION, Checkpoint, Role, model_hash, package_versions, save_checkpoint
+from .load import load_checkpoint
+from .official import import_restormer, official_config
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "Role",
+    "import_restormer",
+    "load_checkpoint",
+    "model_hash",
+    "official_config",
+    "package_versions",
+    "save_checkpoint",
+]

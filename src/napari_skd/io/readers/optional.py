@@ -1,0 +1,19 @@
+"""Importing the optional packages of the medical extra, with an error that says how to install them."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from ...errors import InputError
+
+
+def require(module: str, what: str) -> ModuleType:
+    """``module`` imported, or an :class:`InputError` naming the extra to install for reading ``what``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise InputError(
+            f"reading {what} needs the {module} package, which is not installed; "
+            "install napari-skd[medical] (pip install 'napari-skd[medical]')"
+        ) from err
