@@ -371,13 +371,13 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(lambda: restore(src, env.ck2d, out, **API_GRID), [src, env.ck2d, out])
 
 
-@row("cli-tile-zero", "cli", "`--tile 0`", "tile: Input should be greater than or equal to 1")
+@row("cli-tile-zero", "cli", "`--tile 0`", "tile 0 is not valid: expected one positive whole number")
 def _(tmp: Path, env: Env) -> Case:
     src, out = tiff(tmp / "in.tif", picture()), tmp / "out.zarr"
     return Case([*restore_args(src, env.ck2d, out), "--tile", "0"], [src, env.ck2d], [out])
 
 
-@row("cli-overlap-negative", "cli", "`--overlap -1`", "overlap: Input should be greater than or equal to 0")
+@row("cli-overlap-negative", "cli", "`--overlap -1`", "overlap must be a whole number of voxels >= 0, got -1")
 def _(tmp: Path, env: Env) -> Case:
     src, out = tiff(tmp / "in.tif", picture()), tmp / "out.zarr"
     return Case([*restore_args(src, env.ck2d, out), "--overlap", "-1"], [src, env.ck2d], [out])

@@ -47,20 +47,20 @@ def die():
 
 
 if mode in ("before-record", "after-record"):
-    from napari_skd.restoration.state import JobState
+    from napari_skd.restoration.store import OutputStore
 
-    mark_done = JobState.mark_done
+    mark_done = OutputStore.mark_done
 
-    def marked(self, ordinal):
+    def marked(self, key):
         global count
         count += 1
         if mode == "before-record" and count == k:
             die()
-        mark_done(self, ordinal)
+        mark_done(self, key)
         if mode == "after-record" and count == k:
             die()
 
-    JobState.mark_done = marked
+    OutputStore.mark_done = marked
 elif mode == "mid-write":
     import zarr.storage._local as local
 

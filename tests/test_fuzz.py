@@ -27,7 +27,7 @@ from napari_skd import restore
 from napari_skd.checkpoint import save_checkpoint
 from napari_skd.errors import SkdError
 from napari_skd.io import open_image
-from napari_skd.restoration.options import resolve_options
+from napari_skd.restoration.options import RestoreOptions, resolve_options
 from napari_skd.restoration.plan import plan_blocks
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -259,11 +259,12 @@ def _option(positive: int) -> st.SearchStrategy:
 )
 def test_any_tiling_options_plan_or_are_refused(shape, tile, overlap, chunks, window, dtype, batch_size):
     try:
-        opts = resolve_options(shape, multiple=8, input_dtype=np.uint16, tile=tile, overlap=overlap, chunks=chunks,
-                               window=window, dtype=dtype, batch_size=batch_size)  # fmt: skip
+        options = RestoreOptions.of(tile=tile, overlap=overlap, chunks=chunks, window=window, dtype=dtype,
+                                    batch_size=batch_size)  # fmt: skip
+        opts = resolve_options(shape, options, multiple=8, input_dtype=np.uint16, device_type="cpu")
     except SkdError:
         return
-    blocks = plan_blocks(shape, opts.chunks, opts.tile, opts.overlap, opts.halo, 8)
+    blocks = plan_blocks(shape, opts.chunks, opts.tile, opts.overlap, opts.overlap, 8)
     covered = np.zeros(shape, np.int32)
     for b in blocks:
         covered[b.out] += 1

@@ -3,6 +3,8 @@
 The entry points are imported lazily, so ``import napari_skd`` stays cheap (no torch).
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -18,8 +20,6 @@ __all__ = ["__version__", *_LAZY]
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'napari_skd' has no attribute {name!r}")

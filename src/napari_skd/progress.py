@@ -6,13 +6,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
+
+#: What a long-running call is doing: preparing, labelling data with the teacher, training (a student, or a teacher
+#: in "train" and, inside the Distil widget's two-stage run, "teacher"), restoring blocks; then "done" or "stopped".
+Phase = Literal["prepare", "label", "train", "teacher", "restore", "done", "stopped"]
 
 
 @dataclass
 class ProgressEvent:
     """One report from a long-running core function."""
 
-    phase: str  # e.g. "train", "validate", "save", "done", "stopped", "restore"
+    phase: Phase
     step: int
     total: int
     losses: dict[str, float] = field(default_factory=dict)

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from .errors import InputError
+from .io import open_image
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,10 @@ def load_sample(name: str) -> tuple[np.ndarray, dict]:
     path = sample_dir() / s.file
     meta: dict = {"axes": s.axes, "name": name, "modality": s.modality, "scale": None, "units": None}
     if path.suffix in (".tif", ".tiff"):
-        import tifffile
-
         data = tifffile.imread(path)
         if name == "cell":
             meta.update(scale=(0.107, 0.107), units="micrometer")
     else:  # NIfTI volume or DICOM slice, through the lazy readers (which keep voxel size and HU)
-        from .io import open_image
-
         image = open_image(path, axes=s.axes)
         data = np.ascontiguousarray(image.data.compute())
         meta.update(scale=tuple(image.scale[a] for a in s.axes), units="millimeter")

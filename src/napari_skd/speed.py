@@ -17,9 +17,11 @@ import numpy as np
 import torch
 
 from .checkpoint import Checkpoint, save_checkpoint
+from .distillation.api import distill, train_teacher
 from .models import build_model, count_flops, count_params
 from .normalize import Normalization
 from .progress import ProgressEvent
+from .restoration.api import restore
 from .restoration.options import DEFAULTS
 from .restoration.plan import plan_blocks
 
@@ -71,7 +73,6 @@ def executed_pixels(side: int) -> int:
 
 def restore_rate(ck: Checkpoint, image: np.ndarray, device: torch.device, repeats: int = 2) -> float:
     """Seconds of ``restore`` on a whole 2D image, end to end (normalise, tile, blend, back to data units)."""
-    from .restoration.api import restore
 
     return best_of(repeats, lambda: restore(image, ck, axes="YX", device=str(device)), device)
 
@@ -94,7 +95,6 @@ def train_rates(
     preset: str, image: np.ndarray, device: torch.device, teacher: Path, steps: int = 8
 ) -> tuple[float, float]:
     """Steps/s of ``preset`` trained alone (supervised L1) and distilled (``skd``) from the checkpoint ``teacher``."""
-    from .distillation.api import distill, train_teacher
 
     data = {"clean": image, "axes": "YX", "degradation": {"kind": "gaussian", "sigma": 0.1}, "patch_size": PATCH,
             "batch_size": BATCH, "val_patches": 1}  # fmt: skip

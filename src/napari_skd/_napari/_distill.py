@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from magicgui.widgets import (
     CheckBox,
@@ -11,24 +11,26 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     LineEdit,
-    ProgressBar,
-    PushButton,
-    SpinBox,
 )
 
 from ..checkpoint import load_checkpoint
-from ..distillation.config import METHODS, DistillJob, LossConfig, TeacherJob
+from ..data.degrade import DegradationConfig
+from ..distillation.api import distill, train_teacher
+from ..distillation.config import DataConfig, DistillJob, LossConfig, TeacherJob, TrainConfig
 from ..errors import InputError
 from ..models import PRESETS
 from ..progress import ProgressEvent
+from ._fields import field_widget
 from ._layers import default_axes, layer_array, layer_picker
-from ._qt import Job, notify, report_error
+from ._plot import LossPlot
+from ._qt import Task, notify, report_error, run_controls
 from ._session import SESSION
 
-DEGRADATIONS = ["none", "gaussian", "poisson_gaussian", "rician", "blur_noise"]
+DEGRADATIONS: list[str] = list(get_args(DegradationConfig.model_fields["kind"].annotation))
 TEACHER_MODES = ["use the loaded teacher", "train a teacher first"]
+#: Quick-start sizes for an interactive session on a laptop CPU (the job models' defaults suit longer runs).
+QUICK = {"teacher_preset": "teacher-tiny", "teacher_steps": 300, "student": "student-tiny", "steps": 200}
 
 
 def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) -> tuple[TeacherJob | None, DistillJob]:
@@ -52,9 +54,14 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
     minutes = form.get("minutes", 0)
     train = {"steps": form["steps"], "lr": form["lr"]} if not minutes else {"max_time": 60 * minutes, "lr": form["lr"]}
     distill_job = DistillJob(
-        data=data, teacher=teacher if teacher is not None else "(trained first)", student=form["student"], loss=loss,
-        train=train, output=str(output), overwrite=form["overwrite"],
-    )  # fmt: skip
+        data=data,
+        teacher=teacher if teacher_job is None else teacher_job.output,
+        student=form["student"],
+        loss=loss,
+        train=train,
+        output=str(output),
+        overwrite=form["overwrite"],
+    )  # fmt: skip  (a teacher trained first is read from where its job saves it)
     return teacher_job, distill_job
 
 
@@ -67,43 +74,36 @@ class DistillWidget(Container):
         self.clean = layer_picker(napari_viewer, "clean layer", optional=True)
         self.axes = LineEdit(label="axes", value="YX", tooltip="OME letters of the layer's axes, e.g. YX, ZYX, TZYX")
         self.degradation = ComboBox(
-            label="synthetic noise", choices=DEGRADATIONS, value="none",
+            label="synthetic noise", choices=["none", *DEGRADATIONS], value="none",
             tooltip="degrade clean images on the fly (when no degraded layer is given)",
         )  # fmt: skip
-        self.noise = FloatSpinBox(label="noise sigma", value=0.1, min=0.0, max=2.0, step=0.01)
+        self.noise = field_widget(DegradationConfig, "sigma", label="noise sigma", max=2.0, step=0.01)
         self.teacher_mode = ComboBox(label="teacher", choices=TEACHER_MODES, value=TEACHER_MODES[0])
-        self.teacher_preset = ComboBox(label="teacher preset", choices=list(PRESETS), value="teacher-tiny")
-        self.teacher_steps = SpinBox(label="teacher steps", value=300, min=1, max=10**6)
-        self.student = ComboBox(label="student", choices=list(PRESETS), value="student-tiny")
-        self.method = ComboBox(label="method", choices=list(METHODS), value="skd")
-        self.steps = SpinBox(label="steps", value=200, min=1, max=10**6)
+        self.teacher_preset = ComboBox(label="teacher preset", choices=list(PRESETS), value=QUICK["teacher_preset"])
+        self.teacher_steps = field_widget(TrainConfig, "steps", label="teacher steps", value=QUICK["teacher_steps"])
+        self.student = ComboBox(label="student", choices=list(PRESETS), value=QUICK["student"])
+        self.method = field_widget(LossConfig, "method")
+        self.steps = field_widget(TrainConfig, "steps", value=QUICK["steps"])
         self.minutes = FloatSpinBox(
             label="time budget (min)", value=0.0, min=0.0, max=10**5, step=1.0,
             tooltip="train for this many minutes (the learning-rate schedule spans them); 0: train for 'steps'",
         )  # fmt: skip
-        self.patch_size = SpinBox(label="patch size", value=64, min=8, max=1024, step=8)
-        self.batch_size = SpinBox(label="batch size", value=8, min=1, max=512)
-        self.lr = FloatSpinBox(label="learning rate", value=1e-3, min=1e-6, max=1.0, step=1e-4)
-        self.val_fraction = FloatSpinBox(label="validation rows", value=0.1, min=0.0, max=0.5, step=0.05)
+        self.patch_size = field_widget(DataConfig, "patch_size", step=8)
+        self.batch_size = field_widget(DataConfig, "batch_size")
+        self.lr = field_widget(TrainConfig, "lr", label="learning rate", max=1.0, step=1e-4)
+        self.val_fraction = field_widget(DataConfig, "val_fraction", label="validation rows", step=0.05)
         self.advanced = CheckBox(text="advanced loss settings", value=False)
-        loss = LossConfig()
-        self.alpha1 = FloatSpinBox(label="alpha1 (MCA)", value=loss.alpha1, min=0, max=100, step=0.1)
-        self.alpha2 = FloatSpinBox(label="alpha2 (GK)", value=loss.alpha2, min=0, max=100, step=0.05,
-                                   tooltip="gradient share of L_GK relative to L_REC at the start")  # fmt: skip
-        self.alpha3 = FloatSpinBox(label="alpha3 (contrastive)", value=loss.alpha3, min=0, max=100, step=0.05,
-                                   tooltip="gradient share of L_CL relative to L_REC when it switches on")  # fmt: skip
-        self.sigma = FloatSpinBox(label="kernel sigma", value=loss.sigma or 0.0, min=0.0, max=100, step=0.1,
-                                  tooltip="0: set from the data (median heuristic)")  # fmt: skip
-        self.levels = LineEdit(label="levels", value=", ".join(loss.levels))
+        self.alpha1 = field_widget(LossConfig, "alpha1", label="alpha1 (MCA)", max=100, step=0.1)
+        self.alpha2 = field_widget(LossConfig, "alpha2", label="alpha2 (GK)", max=100, step=0.05)
+        self.alpha3 = field_widget(LossConfig, "alpha3", label="alpha3 (contrastive)", max=100, step=0.05)
+        self.sigma = field_widget(LossConfig, "sigma", label="kernel sigma", max=100, step=0.1)
+        self.levels = field_widget(LossConfig, "levels")
         self.advanced_box = Container(widgets=[self.alpha1, self.alpha2, self.alpha3, self.sigma, self.levels],
                                       visible=False)  # fmt: skip
         default_out = Path.home() / "napari-skd" / "student.pt"
         self.output = FileEdit(label="save student to", mode="w", value=str(default_out))
         self.overwrite = CheckBox(text="overwrite an existing file", value=False)
-        self.start = PushButton(text="Distil")
-        self.stop = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(label="progress", value=0, max=1)
-        self.status = Label(value="")
+        self.start, self.stop, self.progress, self.status = run_controls("Distil")
         super().__init__(
             widgets=[
                 self.degraded,
@@ -132,11 +132,10 @@ class DistillWidget(Container):
                 self.status,
             ]  # fmt: skip
         )
-        from ._plot import LossPlot
 
         self.plot = LossPlot()
         self.native.layout().addWidget(self.plot.native)
-        self.job: Job | None = None
+        self.task: Task | None = None
         self.advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", v))
         self.degraded.changed.connect(self._guess_axes)
         self.start.changed.connect(self.run)
@@ -153,7 +152,7 @@ class DistillWidget(Container):
                  "alpha3", "sigma", "levels", "output", "overwrite"]  # fmt: skip
         return {n: getattr(self, n).value for n in names}
 
-    def run(self) -> Job | None:
+    def run(self) -> Task | None:
         """Start the job in a worker thread (returns it, or None when the form is invalid)."""
         try:
             degraded = layer_array(self.viewer, self.degraded.value)
@@ -165,16 +164,16 @@ class DistillWidget(Container):
             report_error(exc if isinstance(exc, InputError) else InputError(str(exc)))
             return None
         self.plot.clear()
-        self.job = Job(lambda progress, cancel: _run(teacher_job, distill_job, progress, cancel),
+        self.task = Task(lambda progress, cancel: _run(teacher_job, distill_job, progress, cancel),
                        self._on_event, self._on_done, self._on_finally)  # fmt: skip
         self.start.enabled, self.stop.enabled = False, True
         self.status.value = "starting..."
-        self.job.start()
-        return self.job
+        self.task.start()
+        return self.task
 
     def request_stop(self) -> None:
-        if self.job is not None:
-            self.job.stop()
+        if self.task is not None:
+            self.task.stop()
             self.status.value = "stopping after the current step (a checkpoint is saved)..."
 
     def _on_event(self, e: ProgressEvent) -> None:
@@ -193,12 +192,11 @@ class DistillWidget(Container):
 
     def _on_finally(self) -> None:
         self.start.enabled, self.stop.enabled = True, False
-        self.job = None
+        self.task = None
 
 
 def _run(teacher_job, distill_job, progress, cancel) -> tuple[Path, bool]:
     """Worker body: train the teacher when asked, then distil; events of the teacher phase are marked 'teacher'."""
-    from ..distillation.api import distill, train_teacher
 
     if teacher_job is not None:
 
@@ -206,9 +204,8 @@ def _run(teacher_job, distill_job, progress, cancel) -> tuple[Path, bool]:
             progress(ProgressEvent("teacher" if e.phase == "train" else e.phase, e.step, e.total, e.losses,
                                    e.metrics, e.eta_s, e.message))  # fmt: skip
 
-        path = train_teacher(teacher_job, progress=teacher_progress, cancel=cancel)
+        path = train_teacher(teacher_job, progress=teacher_progress, cancel=cancel)  # saved at distill_job.teacher
         if cancel.is_set():
             return path, False
-        distill_job = distill_job.model_copy(update={"teacher": load_checkpoint(path)})
     out = distill(distill_job, progress=progress, cancel=cancel)
     return out, not cancel.is_set()

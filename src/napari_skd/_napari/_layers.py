@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask.array as da
 from magicgui.widgets import ComboBox
+from napari.layers import Image as ImageLayer
+
+from ..axes import validate_axes
+from ..io import Image
 
 NONE = "(none)"
 
 
 def image_layer_names(viewer) -> list[str]:
-    from napari.layers import Image
 
-    return [layer.name for layer in viewer.layers if isinstance(layer, Image)] if viewer is not None else []
+    return [layer.name for layer in viewer.layers if isinstance(layer, ImageLayer)] if viewer is not None else []
 
 
 def layer_picker(viewer, label: str, optional: bool = False) -> ComboBox:
@@ -46,10 +50,6 @@ def default_axes(ndim: int, rgb: bool = False) -> str:
 
 def layer_image(viewer, name: str, axes: str):
     """A lazy ``io.Image`` of a layer carrying its scale, translate and units, so outputs keep them."""
-    import dask.array as da
-
-    from ..axes import validate_axes
-    from ..io import Image
 
     layer = viewer.layers[name]
     data = layer_array(viewer, name)

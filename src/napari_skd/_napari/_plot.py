@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
 from ..progress import ProgressEvent
 
 
@@ -11,8 +14,6 @@ class LossPlot:
     """Collects progress events; ``native`` is a Qt widget for a magicgui container."""
 
     def __init__(self) -> None:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
 
         self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
         self.loss_ax = self.figure.add_subplot(111)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from magicgui.widgets import Label, ProgressBar, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
@@ -21,7 +22,7 @@ class _Bridge(QObject):
     event = Signal(object)
 
 
-class Job:
+class Task:
     """One long-running call: ``fn(progress=..., cancel=...)`` in a worker thread with a Stop flag.
 
     ``on_event`` receives every ``ProgressEvent`` on the GUI thread; ``on_done(result)`` on success;
@@ -57,7 +58,7 @@ class Job:
 def _import_torch_parts() -> None:
     """Import torch's lazily loaded parts on the GUI thread: importing them first inside a worker thread while the
     GUI thread runs can fail half-way (seen as "'prims' object has no attribute 'sum'")."""
-    import torch
+    import torch  # here on purpose: see the docstring
     import torch.utils.flop_counter  # noqa: F401
 
     param = torch.zeros(1, requires_grad=True)
@@ -71,6 +72,12 @@ def report_error(exc: BaseException) -> None:
         show_error(str(exc))
     else:
         show_error(f"napari-skd internal error: {type(exc).__name__}: {exc}")
+
+
+def run_controls(action: str) -> tuple[PushButton, PushButton, ProgressBar, Label]:
+    """The start button (labelled ``action``), Stop button, progress bar and status line of a long-running widget."""
+    stop = PushButton(text="Stop", enabled=False)
+    return PushButton(text=action), stop, ProgressBar(label="progress", value=0, max=1), Label(value="")
 
 
 def notify(message: str) -> None:

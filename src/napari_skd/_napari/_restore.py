@@ -4,18 +4,21 @@ block by block into OME-Zarr, with progress, Stop and a one-click teacher / stud
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 
 from ..errors import InputError
+from ..evaluation import psnr_ssim
 from ..progress import ProgressEvent
+from ..restoration.api import restore_with
+from ..restoration.options import RestoreOptions
+from ..restoration.store import output_exists, read_output
+from ._fields import field_widget
 from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
 from ._preview import preview_region, region_axes, region_offset
-from ._qt import Job, notify, report_error
+from ._qt import Task, notify, report_error, run_controls
 from ._session import SESSION
 
 MEMORY, ZARR = "new layer (in memory)", "OME-Zarr file (large data)"
@@ -30,19 +33,16 @@ class RestoreWidget(Container):
         self.clean = layer_picker(napari_viewer, "clean layer (optional)", optional=True)
         self.axes = LineEdit(label="axes", value="YX", tooltip="OME letters of the layer's axes, e.g. YX, ZYX, TZYX")
         self.model = ComboBox(label="model", choices=["student", "teacher"], value="student")
-        self.tile = SpinBox(label="tile (0 = auto)", value=0, min=0, max=4096, step=8)
-        self.overlap = SpinBox(label="overlap (0 = auto)", value=0, min=0, max=512, step=8)
-        self.batch = SpinBox(label="batch (0 = auto)", value=0, min=0, max=256)
+        self.tile = field_widget(RestoreOptions, "tile", max=4096, step=8)
+        self.overlap = field_widget(RestoreOptions, "overlap", max=512, step=8)
+        self.batch = field_widget(RestoreOptions, "batch_size", label="batch", max=256)
         self.target = ComboBox(label="output", choices=[MEMORY, ZARR], value=MEMORY)
         self.path = FileEdit(label="OME-Zarr path", mode="w", value=str(Path.home() / "napari-skd" / "restored.zarr"))
         self.overwrite = CheckBox(text="overwrite an existing output", value=False)
-        self.start = PushButton(text="Restore")
+        self.start, self.stop, self.progress, self.status = run_controls("Restore")
         self.preview_size = SpinBox(label="preview size", value=256, min=16, max=4096, step=16)
         self.preview = PushButton(text="Preview current view")
         self.compare = PushButton(text="Compare input / teacher / student")
-        self.stop = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(label="progress", value=0, max=1)
-        self.status = Label(value="")
         super().__init__(
             widgets=[
                 self.image,
@@ -64,14 +64,14 @@ class RestoreWidget(Container):
                 self.status,
             ]  # fmt: skip
         )
-        self.job: Job | None = None
+        self.task: Task | None = None
         self.output_layer = None
         self._last_refresh = 0.0
         self.image.changed.connect(self._guess_axes)
         self.start.changed.connect(self.run)
         self.preview.changed.connect(self.run_preview)
         self.compare.changed.connect(self.run_compare)
-        self.stop.changed.connect(lambda: self.job.stop() if self.job else None)
+        self.stop.changed.connect(lambda: self.task.stop() if self.task else None)
         self._guess_axes(self.image.value)
 
     # --- helpers ---------------------------------------------------------------------------------------------
@@ -86,30 +86,31 @@ class RestoreWidget(Container):
             raise InputError(f"load a {role} in the Models widget first")
         return ck
 
-    def _options(self) -> dict[str, Any]:
-        return {"axes": self.axes.value or None, "tile": self.tile.value or None,
-                "overlap": self.overlap.value or None, "batch_size": self.batch.value or None}  # fmt: skip
+    def _options(self, axes: str | None) -> RestoreOptions:
+        """The form's options (0 = automatic) for an image with ``axes``."""
+        return RestoreOptions.of(axes=axes, tile=self.tile.value or None, overlap=self.overlap.value or None,
+                                 batch_size=self.batch.value or None)  # fmt: skip
 
-    def _begin(self, fn, on_done) -> Job:
-        self.job = Job(fn, self._on_event, on_done, self._on_finally)
+    def _begin(self, fn, on_done) -> Task:
+        self.task = Task(fn, self._on_event, on_done, self._on_finally)
         self.start.enabled = self.preview.enabled = self.compare.enabled = False
         self.stop.enabled = True
         self.status.value = "starting..."
-        self.job.start()
-        return self.job
+        self.task.start()
+        return self.task
 
     def _on_event(self, e: ProgressEvent) -> None:
         self.progress.max = max(1, e.total)
         self.progress.value = min(e.step, e.total)
         eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
         self.status.value = e.message or f"block {e.step}/{e.total}{eta}"
-        if self.target.value == ZARR and self.job is not None and getattr(self, "_zarr_job", False):
+        if self.target.value == ZARR and self.task is not None and getattr(self, "_to_store", False):
             self._show_zarr(force=e.step == e.total)
 
     def _on_finally(self) -> None:
         self.start.enabled = self.preview.enabled = self.compare.enabled = True
         self.stop.enabled = False
-        self.job = None
+        self.task = None
 
     def _add(self, data, source_name: str, name: str, offset: list[int] | None = None, axes_kept: str | None = None):
         """Add a result layer with the source layer's scale and translate (shifted by ``offset`` voxels)."""
@@ -127,26 +128,25 @@ class RestoreWidget(Container):
                                      contrast_limits=_limits(data))  # fmt: skip
 
     # --- whole layer -----------------------------------------------------------------------------------------
-    def run(self) -> Job | None:
-        from ..restoration.api import restore
-
+    def run(self) -> Task | None:
         try:
             role, name = self.model.value, self.image.value
             ck = self._checkpoint(role)
             if layer_array(self.viewer, name) is None:
                 raise InputError("pick an image layer to restore")
-            opts = self._options()
-            data = layer_image(self.viewer, name, opts.pop("axes") or "")
+            data = layer_image(self.viewer, name, self.axes.value or "")
+            options = self._options(data.axes)
             output = Path(self.path.value) if self.target.value == ZARR else None
         except InputError as exc:
             report_error(exc)
             return None
-        self._zarr_job = output is not None
+        self._to_store = output is not None
         self.output_layer = None
         title = f"{name} restored ({role})"
+        overwrite = self.overwrite.value
 
         def work(progress, cancel):
-            return restore(data, ck, output, overwrite=self.overwrite.value, progress=progress, cancel=cancel, **opts)
+            return restore_with(data, ck, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
 
         def done(result):
             if output is None:
@@ -155,26 +155,17 @@ class RestoreWidget(Container):
                 self._show_zarr(force=True)
             notify(f"restored {name} with the {role}" + (f" into {output}" if output else ""))
 
-        self._zarr = (output, name, title)
+        self._zarr = (output, name, title, data.axes)  # the layer's axes when the job started
         return self._begin(work, done)
 
     def _show_zarr(self, force: bool = False) -> None:
         """Show (or refresh) the OME-Zarr output as a lazy layer in the input's axis order."""
-        output, source, title = self._zarr
+        output, source, title, axes = self._zarr
         if not force and time.monotonic() - self._last_refresh < 1.0:
             return
-        if not (Path(output) / "zarr.json").exists():
+        if not output_exists(output):
             return
-        import dask.array as da
-        import zarr
-
-        from ..io import open_image
-
-        img = open_image(output)
-        z = zarr.open_array(str(Path(output) / "0"), mode="r")
-        data = da.from_zarr(z, name=f"skd-{uuid.uuid4().hex}")  # a fresh name: no stale cached chunks
-        order = [img.axes.index(a) for a in self.axes.value if a in img.axes]
-        data = data.transpose(order)
+        data, _ = read_output(output, axes)
         self._last_refresh = time.monotonic()
         if self.output_layer is None or title not in self.viewer.layers:
             src = self.viewer.layers[source]
@@ -196,9 +187,7 @@ class RestoreWidget(Container):
         region = preview_region(tuple(data.shape), axes, current, (y, x), self.preview_size.value)
         return data, region
 
-    def run_preview(self, roles: tuple[str, ...] | None = None) -> Job | None:
-        from ..restoration.api import restore
-
+    def run_preview(self, roles: tuple[str, ...] | None = None) -> Task | None:
         roles = roles or (self.model.value,)
         try:
             name = self.image.value
@@ -208,7 +197,7 @@ class RestoreWidget(Container):
             data, region = self._region(name)
             crop = np.asarray(data[region])
             kept = region_axes(self.axes.value, region)
-            opts = self._options() | {"axes": kept}
+            options = self._options(kept)
         except InputError as exc:
             report_error(exc)
             return None
@@ -216,7 +205,8 @@ class RestoreWidget(Container):
         reference = np.asarray(clean[region]) if clean is not None and self.clean.value != NONE else None
 
         def work(progress, cancel):
-            return {role: restore(crop, ck, None, progress=progress, cancel=cancel, **opts) for role, ck in cks.items()}
+            return {role: restore_with(crop, ck, None, options, progress=progress, cancel=cancel)
+                    for role, ck in cks.items()}  # fmt: skip
 
         def done(results):
             offset = [o for o, r in zip(region_offset(region), region, strict=True) if isinstance(r, slice)]
@@ -238,7 +228,7 @@ class RestoreWidget(Container):
 
         return self._begin(work, done)
 
-    def run_compare(self) -> Job | None:
+    def run_compare(self) -> Task | None:
         """Restore the current view with the teacher and the student and show input, teacher and student side by
         side (grid mode), with PSNR/SSIM against the clean layer when one is chosen."""
         return self.run_preview(("teacher", "student"))
@@ -254,7 +244,6 @@ def _limits(data) -> tuple[float, float] | None:
 
 def _quality(reference: np.ndarray, out: np.ndarray, ck) -> str:
     """PSNR/SSIM in the checkpoint's normalised units (data range 1)."""
-    from ..evaluation import psnr_ssim
 
     norm = ck.norm
     ref = norm.apply(reference.astype(np.float32)) if norm else reference.astype(np.float32)

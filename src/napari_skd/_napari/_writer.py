@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask.array as da
+
 from ..io import Image
 from ..io.convert import to_ome_zarr
 from ._layers import default_axes
@@ -11,7 +13,6 @@ from ._layers import default_axes
 
 def write_ome_zarr(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer; axes follow the layer's dimensions (YX, ZYX, TZYX, or YXC for RGB)."""
-    import dask.array as da
 
     array = data[0] if meta.get("multiscale") else data
     axes = default_axes(array.ndim, bool(meta.get("rgb")))

@@ -12,7 +12,13 @@ import threading
 import traceback
 from collections.abc import Sequence
 
+from ..distillation.config import DistillJob, TeacherJob
 from ..errors import SkdError
+from ..models import PRESETS
+from ..restoration.job import RestoreJob
+from .commands import COMMANDS
+from .flags import DEST, add_model_flags
+from .report import setup_logging
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -24,7 +30,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..models import PRESETS
 
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = _Parser(prog="napari-skd", description=__doc__.splitlines()[0], formatter_class=fmt)
@@ -65,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: time model presets on this machine (all when none are named): restore Mpx/s, GFLOP/s and "
         "share of the matmul peak, training and distillation steps/s (the table of docs/benchmarks.md)",
     )
-    from ..distillation.config import DistillJob, TeacherJob
-    from .flags import DEST, add_model_flags
 
     for name, what, model in (
         ("train-teacher", "train a teacher (supervised, or Noise2Void without clean data)", TeacherJob),
@@ -81,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "distill":
             job.add_argument("--method", dest=DEST + "loss.method", metavar="METHOD", help="short for --loss.method")
         add_model_flags(job, model)
-    from ..restoration.job import RestoreJob
 
     rst = sub.add_parser(
         "restore",
@@ -117,8 +119,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .commands import COMMANDS
-    from .report import setup_logging
 
     parser = build_parser()
     args = parser.parse_args(argv)

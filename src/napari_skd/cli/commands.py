@@ -1,11 +1,26 @@
-"""The subcommands: each parses its arguments, calls one core function and prints the result."""
+"""The subcommands: each parses its arguments, calls one core function and prints the result.
+
+The heavy parts a single command needs (training, bioimage.io export, the speed table, conversion) are imported
+inside that command, so that the others and ``--help`` do not load them.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..data.degrade import DegradationConfig
+from ..device import resolve_device
 from ..errors import InputError
+from ..evaluation import heldout_pair, psnr_ssim, restore_whole
+from ..models import PRESETS, build_model, count_flops, count_params, latency
+from ..normalize import Normalization
+from ..restoration.job import run_restore_job
+from ..samples import load_sample
 from .jobs import load_job
 from .report import progress_printer, say
 
@@ -17,7 +32,6 @@ def _positive(name: str, value: int) -> int:
 
 
 def cmd_info(args: argparse.Namespace, cancel=None) -> None:
-    from ..models import build_model, count_flops, count_params
 
     size = _positive("size", args.size)
     if args.preset:
@@ -30,8 +44,6 @@ def cmd_info(args: argparse.Namespace, cancel=None) -> None:
         )
         print(f"preset: {args.preset}")
     else:
-        from ..checkpoint import load_checkpoint
-
         ck = load_checkpoint(args.checkpoint)
         model = ck.model
         print(f"checkpoint: {args.checkpoint}")
@@ -49,9 +61,6 @@ def cmd_info(args: argparse.Namespace, cancel=None) -> None:
 
 def _bench_model(spec: str):
     """(display name, model, normalisation) of a preset name (random weights) or a checkpoint file."""
-    import torch
-
-    from ..models import PRESETS, build_model
 
     if spec in PRESETS:
         torch.manual_seed(0)
@@ -59,7 +68,6 @@ def _bench_model(spec: str):
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{spec!r} is neither a model preset ({', '.join(PRESETS)}) nor a checkpoint file")
-    from ..checkpoint import load_checkpoint
 
     ck = load_checkpoint(path)
     return path.stem, ck.model, ck.norm
@@ -68,14 +76,6 @@ def _bench_model(spec: str):
 def cmd_bench(args: argparse.Namespace, cancel=None) -> None:
     if args.presets is not None:
         return _bench_presets(args)
-    import numpy as np
-
-    from ..data.degrade import DegradationConfig
-    from ..device import resolve_device
-    from ..evaluation import heldout_pair, psnr_ssim, restore_whole
-    from ..models import count_flops, count_params, latency
-    from ..normalize import Normalization
-    from ..samples import load_sample
 
     size = _positive("size", args.size)
     repeats = _positive("repeats", args.repeats)
@@ -111,9 +111,6 @@ def cmd_bench(args: argparse.Namespace, cancel=None) -> None:
 
 def _bench_presets(args: argparse.Namespace) -> None:
     """The preset speed table of docs/benchmarks.md, measured here."""
-    from ..device import resolve_device
-    from ..models import PRESETS
-    from ..samples import load_sample
     from ..speed import format_table, matmul_peak, preset_rows
 
     unknown = [p for p in args.presets if p not in PRESETS]
@@ -143,30 +140,16 @@ def cmd_distill(args: argparse.Namespace, cancel=None) -> None:
 
 
 def cmd_restore(args: argparse.Namespace, cancel=None) -> None:
-    from ..restoration.job import run_restore_job
 
     job = load_job(args)
     if args.inputs:
         job["input"] = list(args.inputs)
-    outcomes = run_restore_job(_validated_restore(job), progress=progress_printer(args.quiet), cancel=cancel)
+    outcomes = run_restore_job(job, progress=progress_printer(args.quiet), cancel=cancel)
     for o in outcomes:
-        speed = f" in {o.seconds:.1f} s ({o.voxels / o.seconds / 1e6:.2f} Mvoxel/s)" if o.seconds else ""
-        say(f"{o.status}: {o.input} -> {o.output}{speed}")
-    failed = [o for o in outcomes if o.status.startswith("failed")]
+        say(o.describe())
+    failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise InputError(f"{len(failed)} of {len(outcomes)} inputs failed (see the lines above)")
-
-
-def _validated_restore(job: dict):
-    from pydantic import ValidationError
-
-    from ..errors import config_error
-    from ..restoration.job import RestoreJob
-
-    try:
-        return RestoreJob.model_validate(job)
-    except ValidationError as exc:
-        raise config_error("RestoreJob", exc) from exc
 
 
 def cmd_convert(args: argparse.Namespace, cancel=None) -> None:

@@ -43,8 +43,12 @@ def _scalar(t: Any, name: str) -> dict[str, Any] | None:
     if origin in (tuple, list):
         inner = typing.get_args(t)[0]
         return {"nargs": "+", "type": inner if inner in (int, float, str) else str}
-    if origin in (typing.Union, types.UnionType):  # e.g. str | ModelConfig: the string form on the command line
-        return {"type": str} if str in typing.get_args(t) else None
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(t)
+        if str in args:  # e.g. str | ModelConfig: the string form on the command line
+            return {"type": str}
+        sequences = [a for a in args if typing.get_origin(a) in (tuple, list)]
+        return _scalar(sequences[0], name) if sequences else None  # int | tuple[int, ...]: one value or several
     if t is Any:  # data sources take several paths; a checkpoint one
         return {"nargs": "+", "type": str} if name in _SINGLE else {"type": str}
     return None

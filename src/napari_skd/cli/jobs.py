@@ -6,14 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ..errors import InputError
 from .flags import merge, overrides
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A job file as a dict, with user-facing errors."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"job file not found: {path}")

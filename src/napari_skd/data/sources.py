@@ -7,6 +7,7 @@ from typing import Any
 import dask.array as da
 
 from ..errors import InputError
+from ..io import expand_sources, open_image
 
 
 def load_volumes(spec: Any, axes: str | None) -> list[da.Array] | None:
@@ -16,7 +17,6 @@ def load_volumes(spec: Any, axes: str | None) -> list[da.Array] | None:
     """
     if spec is None:
         return None
-    from ..io import expand_sources, open_image
 
     volumes = []
     for source in expand_sources(spec):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ValidationError
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -22,6 +23,7 @@ from ..data.sources import load_volumes
 from ..data.stats import estimate_percentiles
 from ..device import channels_last, resolve_device
 from ..errors import InputError, config_error
+from ..io import expand_sources
 from ..models import FEATURE_LEVELS, ModelConfig, build_model, count_flops, count_params, estimate_train_seconds
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
@@ -174,7 +176,6 @@ def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
 
 def _refuse_input_as_output(output: Path, *sources: Any) -> None:
     """Inputs are never modified: the output may not be a data file or the teacher (even with overwrite)."""
-    from ..io import expand_sources
 
     for spec in sources:
         if spec is None or not isinstance(spec, str | os.PathLike | list | tuple):
@@ -280,7 +281,6 @@ def evaluate(model: nn.Module, val: Batch | None, device, teacher: nn.Module | N
     """Validation metrics in normalised units (data range 1): PSNR/SSIM against clean, and against the teacher."""
     if val is None:
         return {}
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     model.eval()
     with torch.no_grad():

@@ -6,9 +6,19 @@ serialisation and shown as ``<array>``).
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+import re
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from ..data.degrade import DegradationConfig
 from ..errors import config_error
@@ -25,7 +35,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
 
-class _Job(_Strict):
+class _JobModel(_Strict):
     """A whole job: built from keywords (as the GUI does), a wrong setting raises :class:`ConfigError`."""
 
     def __init__(self, /, **data: Any) -> None:
@@ -124,7 +134,6 @@ UNBOUNDED_STEPS = 10**9
 
 def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"2h"``."""
-    import re
 
     t = text.strip().lower().replace(" ", "")
     match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", t)
@@ -140,23 +149,21 @@ def _check_model(v: Any) -> Any:
     return v
 
 
-class TeacherJob(_Job):
+Architecture = Annotated[str | ModelConfig, AfterValidator(_check_model)]  # a preset name or a ModelConfig
+
+
+class TeacherJob(_JobModel):
     """Train a teacher: supervised (L1 to clean) when clean data exists, else self-supervised (Noise2Void)."""
 
     version: int = 1
     data: DataConfig
-    model: str | ModelConfig = Field("teacher", description="Preset name or architecture.")
+    model: Architecture = Field("teacher", description="Preset name or architecture.")
     spatial_dims: Literal[2, 3] = 2
     mode: Literal["auto", "supervised", "self-supervised"] = "auto"
     n2v_fraction: float = Field(0.02, gt=0, lt=0.5, description="Fraction of pixels masked per patch (Noise2Void).")
     train: TrainConfig = TrainConfig()
     output: str = Field(..., description="Path of the teacher checkpoint to write.")
     overwrite: bool = False
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v: Any) -> Any:
-        return _check_model(v)
 
 
 class LossConfig(_Strict):
@@ -199,22 +206,17 @@ class LossConfig(_Strict):
         return self
 
 
-class DistillJob(_Job):
+class DistillJob(_JobModel):
     """Distil a student from a teacher checkpoint."""
 
     version: int = 1
     data: DataConfig
     teacher: Any = Field(..., description="Teacher checkpoint path (or a loaded Checkpoint from Python).")
-    student: str | ModelConfig = Field("student-s", description="Student preset name or architecture.")
+    student: Architecture = Field("student-s", description="Student preset name or architecture.")
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     output: str = Field(..., description="Path of the student checkpoint to write.")
     overwrite: bool = False
-
-    @field_validator("student")
-    @classmethod
-    def _student(cls, v: Any) -> Any:
-        return _check_model(v)
 
     @field_serializer("teacher")
     def _ser_teacher(self, v: Any) -> Any:

@@ -14,6 +14,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..data.sampler import CACHE_BYTES
 from ..progress import ProgressEvent, ProgressFn, emit
+from ..restoration.api import restore
 from .config import LossConfig
 from .objectives import METHOD_TERMS, needs_teacher_features
 
@@ -31,7 +32,6 @@ def teacher_labels(
     teacher: Checkpoint, volumes: list[da.Array], device: torch.device, progress: ProgressFn | None = None
 ) -> list[np.ndarray]:
     """The teacher's restoration of each (S, C, Z, Y, X) volume, in data units (tiled, blended)."""
-    from ..restoration.api import restore
 
     out = []
     for i, volume in enumerate(volumes):

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..device import amp_dtype, channels_last
 from ..errors import InputError
-from ..progress import Eta, ProgressEvent, ProgressFn, emit
+from ..progress import Eta, Phase, ProgressEvent, ProgressFn, emit
 from .config import TrainConfig
 
 LossFn = Callable[[nn.Module, int], tuple[torch.Tensor, dict[str, float]]]
@@ -149,7 +149,7 @@ class Trainer:
         validate: Callable[[], dict[str, float]],
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
-        phase: str = "train",
+        phase: Phase = "train",
     ) -> bool:
         """Train until ``cfg.steps`` or ``cfg.max_time``; returns False when stopped through ``cancel`` (state saved).
 

@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
+
 from ..errors import InputError
 from .readers import open_image
 from .writers import create_ome_zarr
@@ -20,7 +22,6 @@ def to_ome_zarr(
     Spatial chunks are ``chunks`` voxels a side (one plane or time point deep for non-spatial axes); memory stays
     bounded by a few chunks whatever the image size.
     """
-    import dask.array as da
 
     image = open_image(source, axes).to_canonical()
     out = Path(output)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from ..errors import InputError
 
@@ -73,7 +74,6 @@ def create_ome_zarr(
     attributes: Mapping[str, Any] | None = None,
 ) -> Any:
     """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array."""
-    import zarr
 
     ome = {
         "version": NGFF_VERSION,
@@ -97,7 +97,6 @@ def create_ome_zarr(
 
 def open_level(path: str | os.PathLike, level: int = 0, mode: str = "r+") -> Any:
     """One resolution level of an OME-Zarr written by :func:`create_ome_zarr`."""
-    import zarr
 
     return zarr.open_array(str(Path(path) / str(level)), mode=mode)
 
@@ -108,7 +107,6 @@ def build_pyramid(path: str | os.PathLike, levels: int, downsample: str = "YX") 
     Level k keeps level 0's chunk shape (capped to its size); stops early when an axis would shrink below 1 voxel.
     Integer data is rounded back to its dtype. The ``multiscales`` metadata then lists every level.
     """
-    import zarr
 
     group = zarr.open_group(str(path), mode="r+")
     ome = dict(group.attrs["ome"])

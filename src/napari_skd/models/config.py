@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import ConfigError
 
 LEVELS = 4  # encoder levels 1..3 plus the latent level
 MULTIPLE = 2 ** (LEVELS - 1)  # spatial sizes are padded to a multiple of this
@@ -90,9 +92,6 @@ def preset_config(
     spatial_dims: int = 2,
 ) -> ModelConfig:
     """The ``ModelConfig`` of a named preset with the given data-dependent settings."""
-    from pydantic import ValidationError
-
-    from ..errors import ConfigError
 
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")

@@ -58,12 +58,16 @@ class LayerNorm(nn.Module):
         return self.body(x)
 
 
-class PixelUnshuffle3d(nn.Module):
-    """(N, C, D*r, H*r, W*r) -> (N, C*r^3, D, H, W), the 3D analogue of ``nn.PixelUnshuffle``."""
+class _Shuffle3d(nn.Module):
+    """Rearranges ``r x r x r`` voxel cubes and channels (``r`` is the factor along each axis)."""
 
     def __init__(self, r: int):
         super().__init__()
         self.r = r
+
+
+class PixelUnshuffle3d(_Shuffle3d):
+    """(N, C, D*r, H*r, W*r) -> (N, C*r^3, D, H, W), the 3D analogue of ``nn.PixelUnshuffle``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, d, h, w = x.shape
@@ -72,12 +76,8 @@ class PixelUnshuffle3d(nn.Module):
         return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(n, c * r**3, d // r, h // r, w // r)
 
 
-class PixelShuffle3d(nn.Module):
+class PixelShuffle3d(_Shuffle3d):
     """(N, C*r^3, D, H, W) -> (N, C, D*r, H*r, W*r), the inverse of ``PixelUnshuffle3d``."""
-
-    def __init__(self, r: int):
-        super().__init__()
-        self.r = r
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, d, h, w = x.shape

@@ -24,7 +24,7 @@ def count_flops(model: nn.Module, size: int) -> int:
 
     Counted on a weightless copy on the ``meta`` device: exact, instant, and independent of the model's device.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # loads torch tracing parts: only when counting
 
     with torch.device("meta"):
         shadow = type(model)(model.config)  # Restormer or UNet

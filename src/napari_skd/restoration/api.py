@@ -1,22 +1,26 @@
-"""``restore``: the entry point the GUI and CLI call to restore a whole image, tile by tile, out of core."""
+"""``restore``: the entry point the GUI and CLI call to restore a whole image, tile by tile, out of core.
+
+It validates the options, prepares the job (``prepare``), then dispatches its blocks to the local pipeline
+(``runner``) or to dask workers (``distributed``), into memory or into an :class:`~.store.OutputStore`.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, write_error
-from ..io import Image, open_image
-from ..io.writers import build_pyramid, create_ome_zarr, open_level
+from ..io import Image
 from ..progress import Cancel, ProgressEvent, ProgressFn, emit
-from .layout import Layout, OutputBlock, make_layout, output_blocks, place, read_region
-from .options import Options, resolve_options
-from .plan import plan_blocks
-from .state import KEY, JobState, fingerprint, locked_output, remove_partial_files
+from .distributed import WorkerSpec, run_distributed
+from .layout import OutputBlock, read_region
+from .options import RestoreOptions
+from .prepare import PreparedRestore, make_restorer, prepare
+from .runner import run_local
+from .store import OutputStore, write_block
 
 
 def restore(
@@ -55,105 +59,43 @@ def restore(
     - ``progress`` receives a :class:`ProgressEvent` per block (phase ``"restore"``); ``cancel`` (a
       ``threading.Event``) stops between blocks, leaving a resumable output.
     """
-    if not isinstance(pyramid_levels, (int, np.integer)) or pyramid_levels < 0:
-        raise InputError(f"pyramid_levels must be a whole number >= 0 (0: level 0 only), got {pyramid_levels!r}")
-    job = _prepare(input, checkpoint, axes, device, distributed, tile, overlap, chunks, window, dtype, batch_size)
+    options = RestoreOptions.of(
+        axes=axes, tile=tile, overlap=overlap, chunks=chunks, batch_size=batch_size, window=window, dtype=dtype,
+        pyramid_levels=pyramid_levels, device=device, distributed=distributed,
+    )  # fmt: skip
+    return restore_with(input, checkpoint, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
+
+
+def restore_with(
+    input: Any,
+    checkpoint: Any,
+    output: str | os.PathLike | None,
+    options: RestoreOptions,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
+) -> np.ndarray | Path:
+    """:func:`restore` with validated options (``RestoreJob`` and the Restore widget build them)."""
+    job = prepare(input, checkpoint, options)
     if output is None:
-        if distributed is not None:
+        if options.distributed is not None:
             raise InputError("distributed restoration needs an output path: the workers write their blocks there")
         return _to_memory(job, progress, cancel)
     try:
-        return _to_zarr(job, Path(output), overwrite, distributed, pyramid_levels, progress, cancel)
+        return _to_store(job, Path(output), overwrite, options, progress, cancel)
     except OSError as err:  # e.g. a full disk: the blocks recorded so far stay, and a rerun resumes after them
         if (message := write_error(output, err, "rerun the same job to resume")) is None:
             raise
         raise message from err
 
 
-@dataclass
-class _Job:
-    """A validated job: the image (as opened and in TCZYX order), the model, the axes layout, options and blocks."""
-
-    image: Image
-    canonical: Image
-    ckpt: Any
-    layout: Layout
-    options: Options
-    items: list[OutputBlock]
-    device: str
-    dev: Any  # torch.device of a local run (None when distributed: the workers resolve ``device``)
-    sentence: str
-
-    def description(self) -> dict[str, Any]:
-        """What identifies the output's bytes: input identity, checkpoint hash, normalisation and options."""
-        c = self.canonical
-        return {
-            "input": {
-                "source": c.source,
-                "token": c.data.name,
-                "shape": list(c.shape),
-                "dtype": str(c.data.dtype),
-                "axes": c.axes,
-            },
-            "checkpoint": self.ckpt.hash,
-            "norm": self.ckpt.norm.model_dump() if self.ckpt.norm is not None else None,
-            **self.options.job(),
-        }
-
-
-def _prepare(
-    input: Any,
-    checkpoint: Any,
-    axes: str | None,
-    device: str,
-    distributed: str | int | None,
-    tile: int | tuple[int, ...] | None,
-    overlap: int | None,
-    chunks: int | tuple[int, ...] | None,
-    window: str,
-    dtype: str,
-    batch_size: int | None,
-) -> _Job:
-    """Open the input and checkpoint, check that they fit, resolve options and plan every block (writes nothing)."""
-    from ..checkpoint import Checkpoint, load_checkpoint
-    from ..device import resolve_device
-
-    image = open_image(input, axes)
-    canonical = image.to_canonical()
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    cfg = ckpt.config
-    layout = make_layout(canonical.axes, canonical.shape, cfg.in_channels, cfg.out_channels, cfg.spatial_dims)
-    if distributed is None:
-        dev, sentence = resolve_device(device)
-        device_type = dev.type
-    else:  # the workers may have GPUs this process lacks
-        dev, sentence = None, f"on dask workers ({distributed}), device {device}"
-        device_type = "cpu" if str(device) == "cpu" else "cuda"
-    options = resolve_options(
-        layout.spatial_shape,
-        multiple=cfg.multiple,
-        input_dtype=canonical.data.dtype,
-        tile=tile,
-        overlap=overlap,
-        chunks=chunks,
-        window=window,
-        dtype=dtype,
-        batch_size=batch_size,
-        device_type=device_type,
-    )
-    blocks = plan_blocks(
-        layout.spatial_shape, options.chunks, options.tile, options.overlap, options.halo, cfg.multiple
-    )
-    items = output_blocks(layout, blocks)
-    return _Job(image, canonical, ckpt, layout, options, items, str(device), dev, sentence)
-
-
-def _to_memory(job: _Job, progress: ProgressFn | None, cancel: Cancel | None) -> np.ndarray:
+def _to_memory(job: PreparedRestore, progress: ProgressFn | None, cancel: Cancel | None) -> np.ndarray:
     layout, n = job.layout, len(job.items)
     result = np.zeros(layout.out_shape, dtype=job.options.dtype)
 
     def write(item: OutputBlock, values: np.ndarray) -> None:
-        result[layout.index(item.outer, item.block.out)] = place(layout, values)
+        write_block(result, layout, item, values)
 
     emit(progress, ProgressEvent("restore", 0, n, message=job.sentence))
     if _run_local(job, job.items, write, 0, progress, cancel):
@@ -161,122 +103,50 @@ def _to_memory(job: _Job, progress: ProgressFn | None, cancel: Cancel | None) ->
     return _input_order(result, job.canonical.axes, job.image.axes)
 
 
-def _to_zarr(
-    job: _Job,
+def _to_store(
+    job: PreparedRestore,
     output: Path,
     overwrite: bool,
-    distributed: str | int | None,
-    pyramid_levels: int,
+    options: RestoreOptions,
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> Path:
-    import zarr
-
     _check_paths(job.image, output)
     if job.ckpt.path is not None and Path(job.ckpt.path).resolve().is_relative_to(output.resolve()):
         raise InputError(
             f"the output {output} is or holds the checkpoint {job.ckpt.path}: inputs are never modified; "
             "choose another output path"
         )
-    if distributed is not None:  # checked before anything is written
-        from .distributed import WorkerJob
-
-        worker_job = WorkerJob(
-            _source_path(job.image),
-            job.image.axes,
-            _checkpoint_path(job.ckpt),
-            job.layout,
-            job.options,
-            job.device,
-            str(output),
-        )
-    layout, items, n = job.layout, job.items, len(job.items)
-    description = job.description()
-    with locked_output(output, description, overwrite) as (status, record):
-        if status == "new":
-            c = job.canonical
-            create_ome_zarr(
-                output,
-                shape=layout.out_shape,
-                dtype=job.options.dtype,
-                chunks=layout.out_chunks(job.options.chunks),
-                axes=c.axes,
-                scale=c.scale,
-                units=c.units,
-                translation=c.translation,
-                name=c.name,
-            )
-            record = {
-                "job": description,
-                "fingerprint": fingerprint(description),
-                "blocks": n,
-                "done": "",
-                "complete": False,
-                "intensity_unit": c.intensity_unit,
-            }
-        group = zarr.open_group(str(output), mode="r+")
-        state = JobState(group, record)
-        if status == "new":
-            group.attrs[KEY] = record  # only now: a store without its record is never taken for a resumable one
-        else:
-            remove_partial_files(output)
-        array = open_level(output)
-        ordinal = {item.key: i for i, item in enumerate(items)}
-        todo = [item for item in items if not state.done[ordinal[item.key]]]
+    if options.distributed is not None:  # checked before anything is written
+        spec = WorkerSpec(_source_path(job.image), job.image.axes, _checkpoint_path(job.ckpt), job.layout,
+                          job.options, job.device, str(output))  # fmt: skip
+    n = len(job.items)
+    with OutputStore.open(output, job, overwrite) as store:
+        todo = store.pending(job.items)
         done = n - len(todo)
-        batch = job.options.batch_size if job.dev is None or job.dev.type != "cpu" else 1
-        note = state.note_run({"device": str(job.dev) if job.dev is not None else job.sentence, "batch_size": batch})
+        note = store.note_run(job.run_description())
         where = f"resuming: {done} of {n} blocks already done{note}; " if done else ""
         emit(progress, ProgressEvent("restore", done, n, message=where + job.sentence))
-
-        if distributed is not None:
-            from .distributed import run_distributed
-
-            def mark(item: OutputBlock) -> None:
-                state.mark_done(ordinal[item.key])
-
-            finished = run_distributed(
-                worker_job, todo, distributed, mark, total=n, done_before=done, progress=progress, cancel=cancel
-            )
+        if options.distributed is not None:
+            finished = run_distributed(spec, todo, options.distributed, lambda item: store.mark_done(item.key),
+                                       total=n, done_before=done, progress=progress, cancel=cancel)  # fmt: skip
         else:
-
-            def write(item: OutputBlock, values: np.ndarray) -> None:
-                array[layout.index(item.outer, item.block.out)] = place(layout, values)
-                state.mark_done(ordinal[item.key])
-
-            finished = _run_local(job, todo, write, done, progress, cancel)
+            finished = _run_local(job, todo, store.write, done, progress, cancel)
         if finished:
-            if pyramid_levels:
-                build_pyramid(output, pyramid_levels)
-                state.group = zarr.open_group(str(output), mode="r+")  # holds the new multiscales
-            state.mark_complete()
+            store.finish(options.pyramid_levels)
             emit(progress, ProgressEvent("done", n, n, message=f"wrote {output}"))
     return output
 
 
 def _run_local(
-    job: _Job,
+    job: PreparedRestore,
     items: list[OutputBlock],
     write: Any,
     done: int,
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> bool:
-    from .infer import BlockRestorer
-    from .runner import run_local
-
-    o = job.options
-    restorer = BlockRestorer(
-        job.ckpt.model,
-        job.ckpt.norm,
-        job.dev,
-        tile=o.tile,
-        overlap=o.overlap,
-        window=o.window,
-        batch_size=o.batch_size,
-        dtype=np.dtype(o.dtype),
-        progress=progress,
-    )
+    restorer = make_restorer(job.ckpt, job.dev, job.options, progress)
     data, layout = job.canonical.data, job.layout
     return run_local(
         items,

@@ -26,14 +26,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..checkpoint import load_checkpoint
+from ..device import resolve_device
 from ..errors import InputError
+from ..io import open_image
 from ..progress import Cancel, Eta, ProgressEvent, ProgressFn, emit
-from .layout import Layout, OutputBlock, place, read_region
+from .infer import BlockRestorer
+from .layout import Layout, OutputBlock, read_region
 from .options import Options
+from .prepare import make_restorer
+from .store import open_output_array, write_block
 
 
 @dataclass(frozen=True)
-class WorkerJob:
+class WorkerSpec:
     """Everything a worker needs to restore any block of a job (hashable: it keys the worker's cache)."""
 
     source: str  # input path, opened by each worker
@@ -49,44 +55,24 @@ _context_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
-def _context(job: WorkerJob) -> tuple[Any, Any, Any]:
+def _context(spec: WorkerSpec) -> tuple[Any, BlockRestorer, Any]:
     """The job's canonical input array, block restorer and output array, built once per worker process."""
-    import numpy as np
-
-    from ..checkpoint import load_checkpoint
-    from ..device import resolve_device
-    from ..io import open_image
-    from ..io.writers import open_level
-    from .infer import BlockRestorer
-
-    image = open_image(job.source, job.axes).to_canonical()
-    ckpt = load_checkpoint(job.checkpoint)
-    device, _ = resolve_device(job.device)
-    o = job.options
-    restorer = BlockRestorer(
-        ckpt.model,
-        ckpt.norm,
-        device,
-        tile=o.tile,
-        overlap=o.overlap,
-        window=o.window,
-        batch_size=o.batch_size,
-        dtype=np.dtype(o.dtype),
-    )
-    return image.data, restorer, open_level(job.output)
+    image = open_image(spec.source, spec.axes).to_canonical()
+    device, _ = resolve_device(spec.device)
+    restorer = make_restorer(load_checkpoint(spec.checkpoint), device, spec.options)
+    return image.data, restorer, open_output_array(spec.output)
 
 
-def restore_block(job: WorkerJob, item: OutputBlock) -> str:
+def restore_block(spec: WorkerSpec, item: OutputBlock) -> str:
     """Worker task: read, restore and write one block; returns its key (the client records it as done)."""
     with _context_lock:
-        data, restorer, array = _context(job)
-    values = restorer(read_region(data, job.layout, item), item.block)
-    array[job.layout.index(item.outer, item.block.out)] = place(job.layout, values)
+        data, restorer, array = _context(spec)
+    write_block(array, spec.layout, item, restorer(read_region(data, spec.layout, item), item.block))
     return item.key
 
 
 def run_distributed(
-    job: WorkerJob,
+    spec: WorkerSpec,
     items: Sequence[OutputBlock],
     cluster: str | int,
     mark_done: Callable[[OutputBlock], None],
@@ -96,15 +82,12 @@ def run_distributed(
     progress: ProgressFn | None = None,
     cancel: Cancel | None = None,
 ) -> bool:
-    """Restore ``items`` on a dask cluster (a scheduler address, or N local worker processes); False if cancelled."""
-    from distributed import Client, LocalCluster, as_completed
+    """Restore ``items`` on a dask cluster (a scheduler address, or N local worker processes); False if cancelled.
+    ``cluster`` was validated by ``RestoreOptions``."""
+    from distributed import Client, LocalCluster, as_completed  # heavy: imported only when a cluster is used
 
     local = None
-    if isinstance(cluster, bool) or not isinstance(cluster, (int, str)):
-        raise InputError(f"distributed must be a scheduler address or a number of local workers, not {cluster!r}")
     if isinstance(cluster, int):
-        if cluster < 1:
-            raise InputError(f"distributed={cluster}: expected at least 1 local worker")
         local = LocalCluster(n_workers=cluster, threads_per_worker=1, processes=True, dashboard_address=None)
     try:
         client = Client(local if local is not None else cluster)
@@ -116,7 +99,7 @@ def run_distributed(
             "and that the scheduler is running"
         ) from err
     by_key = {item.key: item for item in items}
-    futures = [client.submit(restore_block, job, item, pure=False) for item in items]
+    futures = [client.submit(restore_block, spec, item, pure=False) for item in items]
     eta, step = Eta(done_before), done_before
     try:
         for future in as_completed(futures):

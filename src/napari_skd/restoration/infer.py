@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,7 +22,8 @@ from ..device import autocast, channels_last, to_device
 from ..errors import InputError
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
-from .blend import Blender, Window
+from .blend import Blender
+from .options import Options, tiles_per_call
 from .plan import Block, batches, plan_tiles, snap_up, tile_slices
 
 
@@ -34,12 +35,8 @@ class BlockRestorer:
         model: torch.nn.Module,
         norm: Normalization | None,
         device: torch.device,
+        options: Options,
         *,
-        tile: Sequence[int],
-        overlap: int,
-        window: Window,
-        batch_size: int,
-        dtype: np.dtype,
         progress: ProgressFn | None = None,
     ):
         layout = channels_last(model.config.spatial_dims)
@@ -47,9 +44,10 @@ class BlockRestorer:
         self.model, self.norm, self.device = model.eval(), norm, device
         self.multiple = int(getattr(model, "multiple", 8))
         self.out_channels = int(model.config.out_channels)
-        self.tile = tuple(int(t) for t in tile)
-        self.overlap, self.window, self.batch_size = overlap, window, batch_size
-        self.dtype, self.progress = np.dtype(dtype), progress
+        self.tile = options.tile
+        self.overlap, self.window = options.overlap, options.window
+        self.batch_size = tiles_per_call(options.batch_size, device.type)
+        self.dtype, self.progress = np.dtype(options.dtype), progress
         self.threads = torch.get_num_threads() if device.type == "cpu" else 1
 
     def __call__(self, region: np.ndarray, block: Block) -> np.ndarray:
@@ -84,7 +82,7 @@ class BlockRestorer:
         else:  # the tile was shrunk after an out-of-memory error
             tiles = tile_slices(*plan_tiles(block.padded_shape, self.tile, self.overlap, self.multiple))
         blender = Blender(self.out_channels, block.padded_shape, self.overlap, self.window)
-        groups = batches(tiles, self.batch_size if self.device.type != "cpu" else 1)
+        groups = batches(tiles, self.batch_size)
 
         def run(group: list) -> np.ndarray:
             return self.infer(np.stack([x[(slice(None), *t)] for t in group]))

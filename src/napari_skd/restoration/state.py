@@ -1,4 +1,5 @@
-"""Resume and safety for an OME-Zarr output: job fingerprint, finished blocks, the writer lock, refusals.
+"""The record format of an output store and its safety rules: job fingerprint, finished blocks, the writer lock,
+refusals (``store.OutputStore`` keeps the record up to date).
 
 What a restoration job has done lives in the output store itself, under ``attributes['napari_skd']`` of the root
 group: the job description and its fingerprint, the number of blocks, a bitmap of finished blocks (base64) and
@@ -19,15 +20,17 @@ import json
 import os
 import shutil
 import socket
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import InputError
 
 KEY = "napari_skd"
 LOCK_NAME = ".napari_skd.lock"
+
+OpenAs = Literal["new", "resume"]  # how a job opens its output
+Verdict = Literal["new", "resume", "clear"]  # what may happen to what is at the output path
 
 
 def fingerprint(job: dict[str, Any]) -> str:
@@ -119,39 +122,20 @@ def _holder(fd: int) -> dict[str, Any]:
         return {}
 
 
-class JobState:
-    """The record of one job in its output store; ``mark_done`` is thread-safe and writes through to the store."""
-
-    def __init__(self, group: Any, record: dict[str, Any]):
-        self.group, self.record = group, record
-        self.done = decode_done(record.get("done", ""), record["blocks"])
-        self._lock = threading.Lock()
-
-    def mark_done(self, ordinal: int) -> None:
-        with self._lock:
-            self.done[ordinal] = True
-            self._write(done=encode_done(self.done))
-
-    def note_run(self, run: dict[str, Any]) -> str:
-        """Record how this run executes (device, batch size); a note when it differs from the previous run."""
-        before = self.record.get("run")
-        with self._lock:
-            self._write(run=run)
-        if before and before != run:
-            return f" (earlier blocks ran with {before}: their last bits of rounding may differ)"
-        return ""
-
-    def mark_complete(self) -> None:
-        with self._lock:
-            self._write(complete=True)
-
-    def _write(self, **changes: Any) -> None:
-        self.record = {**self.record, **changes}
-        self.group.attrs[KEY] = self.record
+def new_record(job: dict[str, Any], blocks: int, intensity_unit: str | None) -> dict[str, Any]:
+    """The record of a new output: its job and fingerprint, the block count, no finished block yet."""
+    return {
+        "job": job,
+        "fingerprint": fingerprint(job),
+        "blocks": blocks,
+        "done": "",
+        "complete": False,
+        "intensity_unit": intensity_unit,
+    }
 
 
 @contextlib.contextmanager
-def locked_output(output: Path, job: dict[str, Any], overwrite: bool) -> Iterator[tuple[str, dict | None]]:
+def locked_output(output: Path, job: dict[str, Any], overwrite: bool) -> Iterator[tuple[OpenAs, dict | None]]:
     """Check, lock and (with ``overwrite``) clear ``output``; yields ``(status, record)`` while holding the lock.
 
     ``status`` is ``"new"`` (nothing there yet, or cleared) or ``"resume"`` (a partial output of this same job).
@@ -180,7 +164,7 @@ def locked_output(output: Path, job: dict[str, Any], overwrite: bool) -> Iterato
         lock.release()
 
 
-def _refuse_unless_overwrite(output: Path, job: dict[str, Any], overwrite: bool) -> str:
+def _refuse_unless_overwrite(output: Path, job: dict[str, Any], overwrite: bool) -> Verdict:
     """``"new"``, ``"resume"`` or ``"clear"`` (overwrite what is there), or an InputError saying why not."""
     if not output.exists():
         return "new"
