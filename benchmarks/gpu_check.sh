@@ -10,6 +10,6 @@ PY=${PYTHON:-.venv/bin/python}
 if [[ "$PY" == */* ]]; then PY=$(realpath "$PY"); fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 "$PY" -c "import torch, sys; ok = torch.cuda.is_available(); print('torch', torch.__version__, 'cuda', ok); sys.exit(0 if ok else 3)"
-"$PY" -m pytest -q -k cuda tests/test_restore.py tests/test_device.py
+"$PY" -m pytest -q -k cuda tests/restoration/test_restore.py tests/test_device.py
 cd benchmarks
 timeout 600 "$PY" restore_speed.py --device cuda --parts throughput

@@ -52,12 +52,13 @@ OUTRO = """\
 
 - Loading never runs pickled code: checkpoints and official Restormer `.pth` files carrying a code payload are
   refused by `load_checkpoint`, `import_restormer`, `restore`, `distill`, `export_bioimageio` and the command line,
-  and the payload's file never appears (`tests/test_checkpoint.py`, `tests/test_bad_inputs.py`).
+  and the payload's file never appears (`tests/checkpoint/test_checkpoint.py`, `tests/test_bad_inputs.py`).
 - A hostile header cannot make napari-skd allocate what it declares: tensors whose declared shape exceeds the bytes
   stored for them (stride-0 views), storages larger than their records, and architectures with more blocks than the
   file has weights are refused before any model is built; peak memory stays within 300 MB of the start
   (`test_hostile_headers_cannot_make_us_allocate_huge_tensors`).
-- Exported bioimage.io packages hold no Python pickle (`tests/test_export.py::test_package_holds_no_python_pickle`).
+- Exported bioimage.io packages hold no Python pickle
+  (`tests/export/test_export.py::test_package_holds_no_python_pickle`).
 
 ## Fuzzing
 

@@ -843,8 +843,8 @@ def test_missing_zarr_chunk_reads_as_the_fill_value(env, tmp_path):
 
 
 # ---------------------------------------------------------------- untrusted files
-# Also covered elsewhere: tests/test_checkpoint.py (load_checkpoint and import_restormer refuse code payloads) and
-# tests/test_export.py::test_package_holds_no_python_pickle (exported bioimage.io packages carry no pickle).
+# Also covered elsewhere: tests/checkpoint/test_checkpoint.py (load_checkpoint and import_restormer refuse code
+# payloads) and tests/export/test_export.py::test_package_holds_no_python_pickle (exported packages carry no pickle).
 
 
 @pytest.mark.parametrize("entry", ["restore", "distill", "export", "official-legacy-pickle"])

@@ -2,7 +2,7 @@
 
 Any exception that is not a :class:`SkdError` fails these tests: a user must never see a traceback from a damaged
 file or an odd option. Inputs are drawn by hypothesis with a fixed seed (``derandomize``), so runs repeat exactly.
-``tests/test_io.py`` already mutates a stripped TIFF; here: a tiled BigTIFF, NIfTI, DICOM, zarr
+``tests/io/test_io.py`` already mutates a stripped TIFF; here: a tiled BigTIFF, NIfTI, DICOM, zarr
 chunks and metadata, valid but odd images (1-pixel axes, int8 to float64), and the planner behind ``restore``.
 """
 

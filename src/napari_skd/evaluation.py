@@ -25,7 +25,6 @@ def heldout_pair(
 
 def psnr_ssim(ref: np.ndarray, out: np.ndarray) -> tuple[float, float]:
     """PSNR (dB) and SSIM with data range 1 (the normalisation's percentile range)."""
-
     psnr = peak_signal_noise_ratio(ref, out, data_range=1.0)
     return float(psnr), float(structural_similarity(ref, out, data_range=1.0))
 

@@ -73,7 +73,6 @@ def executed_pixels(side: int) -> int:
 
 def restore_rate(ck: Checkpoint, image: np.ndarray, device: torch.device, repeats: int = 2) -> float:
     """Seconds of ``restore`` on a whole 2D image, end to end (normalise, tile, blend, back to data units)."""
-
     return best_of(repeats, lambda: restore(image, ck, axes="YX", device=str(device)), device)
 
 
@@ -95,7 +94,6 @@ def train_rates(
     preset: str, image: np.ndarray, device: torch.device, teacher: Path, steps: int = 8
 ) -> tuple[float, float]:
     """Steps/s of ``preset`` trained alone (supervised L1) and distilled (``skd``) from the checkpoint ``teacher``."""
-
     data = {"clean": image, "axes": "YX", "degradation": {"kind": "gaussian", "sigma": 0.1}, "patch_size": PATCH,
             "batch_size": BATCH, "val_patches": 1}  # fmt: skip
     train = {"steps": steps, "val_every": 10**6, "checkpoint_every": 10**6, "device": str(device), "warmup_steps": 1}

@@ -197,7 +197,6 @@ class DistillWidget(Container):
 
 def _run(teacher_job, distill_job, progress, cancel) -> tuple[Path, bool]:
     """Worker body: train the teacher when asked, then distil; events of the teacher phase are marked 'teacher'."""
-
     if teacher_job is not None:
 
         def teacher_progress(e: ProgressEvent) -> None:

@@ -50,7 +50,6 @@ def default_axes(ndim: int, rgb: bool = False) -> str:
 
 def layer_image(viewer, name: str, axes: str):
     """A lazy ``io.Image`` of a layer carrying its scale, translate and units, so outputs keep them."""
-
     layer = viewer.layers[name]
     data = layer_array(viewer, name)
     axes = validate_axes(axes, data.ndim)

@@ -244,7 +244,6 @@ def _limits(data) -> tuple[float, float] | None:
 
 def _quality(reference: np.ndarray, out: np.ndarray, ck) -> str:
     """PSNR/SSIM in the checkpoint's normalised units (data range 1)."""
-
     norm = ck.norm
     ref = norm.apply(reference.astype(np.float32)) if norm else reference.astype(np.float32)
     res = norm.apply(out.astype(np.float32)) if norm else out.astype(np.float32)

@@ -13,7 +13,6 @@ from ._layers import default_axes
 
 def write_ome_zarr(path: str, data: Any, meta: dict) -> list[str]:
     """Write one image layer; axes follow the layer's dimensions (YX, ZYX, TZYX, or YXC for RGB)."""
-
     array = data[0] if meta.get("multiscale") else data
     axes = default_axes(array.ndim, bool(meta.get("rgb")))
     spatial = {a: i for i, a in enumerate(axes) if a in "ZYX"}

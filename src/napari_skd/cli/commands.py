@@ -61,7 +61,6 @@ def cmd_info(args: argparse.Namespace, cancel=None) -> None:
 
 def _bench_model(spec: str):
     """(display name, model, normalisation) of a preset name (random weights) or a checkpoint file."""
-
     if spec in PRESETS:
         torch.manual_seed(0)
         return spec, build_model(spec), None

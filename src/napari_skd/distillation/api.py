@@ -176,7 +176,6 @@ def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
 
 def _refuse_input_as_output(output: Path, *sources: Any) -> None:
     """Inputs are never modified: the output may not be a data file or the teacher (even with overwrite)."""
-
     for spec in sources:
         if spec is None or not isinstance(spec, str | os.PathLike | list | tuple):
             continue

@@ -134,7 +134,6 @@ UNBOUNDED_STEPS = 10**9
 
 def parse_duration(text: str) -> float:
     """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"2h"``."""
-
     t = text.strip().lower().replace(" ", "")
     match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", t)
     if not t or match is None or not any(match.groups()):

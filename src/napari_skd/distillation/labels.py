@@ -32,7 +32,6 @@ def teacher_labels(
     teacher: Checkpoint, volumes: list[da.Array], device: torch.device, progress: ProgressFn | None = None
 ) -> list[np.ndarray]:
     """The teacher's restoration of each (S, C, Z, Y, X) volume, in data units (tiled, blended)."""
-
     out = []
     for i, volume in enumerate(volumes):
         emit(progress, ProgressEvent("label", i, len(volumes), message=f"teacher labels: image {i + 1}/{len(volumes)}"))

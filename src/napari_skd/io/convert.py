@@ -22,7 +22,6 @@ def to_ome_zarr(
     Spatial chunks are ``chunks`` voxels a side (one plane or time point deep for non-spatial axes); memory stays
     bounded by a few chunks whatever the image size.
     """
-
     image = open_image(source, axes).to_canonical()
     out = Path(output)
     if out.exists():

@@ -74,7 +74,6 @@ def create_ome_zarr(
     attributes: Mapping[str, Any] | None = None,
 ) -> Any:
     """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array."""
-
     ome = {
         "version": NGFF_VERSION,
         "multiscales": [
@@ -97,7 +96,6 @@ def create_ome_zarr(
 
 def open_level(path: str | os.PathLike, level: int = 0, mode: str = "r+") -> Any:
     """One resolution level of an OME-Zarr written by :func:`create_ome_zarr`."""
-
     return zarr.open_array(str(Path(path) / str(level)), mode=mode)
 
 
@@ -107,7 +105,6 @@ def build_pyramid(path: str | os.PathLike, levels: int, downsample: str = "YX") 
     Level k keeps level 0's chunk shape (capped to its size); stops early when an axis would shrink below 1 voxel.
     Integer data is rounded back to its dtype. The ``multiscales`` metadata then lists every level.
     """
-
     group = zarr.open_group(str(path), mode="r+")
     ome = dict(group.attrs["ome"])
     ms = ome["multiscales"][0]

@@ -92,7 +92,6 @@ def preset_config(
     spatial_dims: int = 2,
 ) -> ModelConfig:
     """The ``ModelConfig`` of a named preset with the given data-dependent settings."""
-
     if name not in PRESETS:
         raise ConfigError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
     try:

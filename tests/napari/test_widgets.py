@@ -1,6 +1,7 @@
 """GUI: the widgets driven through their whole path in a real napari viewer (Xvfb), on tiny models."""
 
 import time
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ from qtpy.QtCore import QTimer
 from conftest import untrained
 from napari_skd._napari._distill import DistillWidget
 from napari_skd._napari._models import ModelsWidget
+from napari_skd._napari._preview import preview_region
+from napari_skd._napari._restore import ZARR, RestoreWidget
 from napari_skd._napari._session import SESSION
 from napari_skd.checkpoint import load_checkpoint, save_checkpoint
 from napari_skd.models import build_model
@@ -140,8 +143,6 @@ def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, q
 
 
 # --- restore widget ---------------------------------------------------------------------------------------------
-from napari_skd._napari._preview import preview_region  # noqa: E402
-from napari_skd._napari._restore import ZARR, RestoreWidget  # noqa: E402
 
 
 def test_preview_region_is_the_current_slice_around_the_centre():
@@ -181,10 +182,11 @@ def test_restore_widget_streams_a_zarr_layer_into_ome_zarr(make_napari_viewer, q
     widget.path.value = tmp_path / "out.zarr"
     widget.tile.value = 64
     job = widget.run()
+    widget.axes.value = "YXZ"  # edited while it runs: the layer keeps the axes the job started with
     with qtbot.waitSignal(job.worker.finished, timeout=120_000):
         pass
     layer = viewer.layers["vol restored (student)"]
-    assert not isinstance(layer.data, np.ndarray)  # lazy view of the OME-Zarr output
+    assert not isinstance(layer.data, np.ndarray) and layer.data.shape == (3, 160, 160)  # lazy view of the output
     np.testing.assert_allclose(layer.scale, (2.0, 0.5, 0.5))
     np.testing.assert_allclose(layer.translate, (0, 10, 20))
     out = open_image(tmp_path / "out.zarr")
@@ -223,3 +225,31 @@ def test_restore_widget_without_a_model_explains(make_napari_viewer, errors):
     widget = RestoreWidget(viewer)
     assert widget.run() is None
     assert "load a student in the Models widget first" in errors[-1]
+
+
+def test_forms_take_defaults_ranges_and_help_from_the_job_models(make_napari_viewer):
+    from napari_skd.distillation.config import DataConfig, LossConfig, TrainConfig
+    from napari_skd.restoration.options import RestoreOptions
+
+    distil, restore = DistillWidget(make_napari_viewer()), RestoreWidget(None)
+    patch = DataConfig.model_fields["patch_size"]
+    assert (distil.patch_size.value, distil.patch_size.min, distil.patch_size.max) == (patch.default, 8, 1024)
+    assert distil.patch_size.tooltip == patch.description
+    assert distil.lr.value == TrainConfig.model_fields["lr"].default
+    assert distil.method.choices == get_args(LossConfig.model_fields["method"].annotation)
+    assert distil.alpha2.value == LossConfig().alpha2 and distil.sigma.value == 0  # None: set from the data
+    assert distil.levels.value == ", ".join(LossConfig().levels)
+    assert restore.tile.value == 0 and restore.tile.tooltip == RestoreOptions.model_fields["tile"].description
+    assert restore.overlap.min == 0 and restore.batch.min == 0  # 0 = automatic (None)
+
+
+def test_a_teacher_trained_first_is_read_from_where_its_job_saves_it(tmp_path):
+    from napari_skd._napari._distill import TEACHER_MODES, build_jobs
+
+    form = {"axes": "YX", "degradation": "gaussian", "noise": 0.1, "teacher_mode": TEACHER_MODES[1],
+            "teacher_preset": "teacher-tiny", "teacher_steps": 2, "student": "unet-xs", "method": "skd", "steps": 2,
+            "patch_size": 16, "batch_size": 2, "lr": 1e-3, "val_fraction": 0.1, "alpha1": 1.0, "alpha2": 0.1,
+            "alpha3": 0.0, "sigma": 0.0, "levels": "enc1, dec1", "output": str(tmp_path / "s.pt"),
+            "overwrite": False}  # fmt: skip
+    teacher_job, distill_job = build_jobs(form, None, np.zeros((64, 64), np.float32), None)
+    assert teacher_job is not None and distill_job.teacher == teacher_job.output == str(tmp_path / "s-teacher.pt")

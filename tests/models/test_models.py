@@ -34,7 +34,7 @@ def test_parameter_names_and_shapes_match_the_official_implementation(variant, k
 
 
 def test_official_weights_give_the_official_output():
-    """A tiny network saved by the official code, with its input and output (tests/data/README.md)."""
+    """A tiny network saved by the official code, with its input and output (tests/fixtures/README.md)."""
     from napari_skd.checkpoint import import_restormer
 
     ck = import_restormer(DATA / "restormer_official_tiny.pth")

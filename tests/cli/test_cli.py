@@ -70,3 +70,15 @@ def test_help_lists_every_option():
     result = run_cli("bench", "--help")
     for option in ("--image", "--size", "--teacher", "--students", "--repeats", "--device"):
         assert option in result.stdout
+
+
+@pytest.mark.parametrize(("flags", "tile"), [(["--tile", "32"], 32), (["--tile", "16", "32", "48"], (16, 32, 48))])
+def test_restore_flags_take_one_side_or_one_per_axis(flags, tile):
+    """``--tile`` and ``--chunks`` come from RestoreOptions' ``int | tuple`` fields: one value, or one per axis."""
+    from napari_skd.cli import build_parser
+    from napari_skd.cli.jobs import load_job
+    from napari_skd.restoration.job import RestoreJob
+
+    args = build_parser().parse_args(["restore", "a.tif", "--checkpoint", "s.pt", "--output", "o.zarr", *flags])
+    job = RestoreJob.of(**load_job(args) | {"input": list(args.inputs)})
+    assert job.tile == tile and job.chunks is None and job.overwrite is False

@@ -140,7 +140,7 @@ def test_the_complete_job_in_docs_cli_md_is_valid_and_shows_every_loss_setting()
 
     from napari_skd.distillation.config import DistillJob, LossConfig, TrainConfig
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
     block = text[text.index("version: 1\ndata:") :]
     job = yaml.safe_load(block[: block.index("```")])
     assert set(job["loss"]) == set(LossConfig.model_fields) and set(job["train"]) == set(TrainConfig.model_fields)

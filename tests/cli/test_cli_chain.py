@@ -13,7 +13,7 @@ from napari_skd.checkpoint import load_checkpoint
 from napari_skd.io import open_image
 from napari_skd.samples import load_sample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args):
