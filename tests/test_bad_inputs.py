@@ -99,7 +99,7 @@ HANDLED: list[tuple[str, str, str]] = [
      "rounded and clipped to the dtype's range, never wrapped round", "test_integer_extremes_are_clipped_not_wrapped"),
     ("a zarr store with a missing chunk", "read as the array's fill value, as zarr defines (a sparse array is valid)",
      "test_missing_zarr_chunk_reads_as_the_fill_value"),
-    ("`napari-skd restore` on an output already complete for the same job",
+    ("`napari-skd restore` on an output already complete for the same job (same fingerprint)",
      "skipped (`skipped (already complete)`, exit 0), so a many-file job can be rerun; `--overwrite` redoes it",
      "test_cli_skips_a_complete_output"),
 ]  # fmt: skip
@@ -397,6 +397,75 @@ def _(tmp: Path, env: Env) -> Case:
     job = job_file(tmp / "job.yaml", {"input": [str(src)], "checkpoint": str(env.ck2d), "output": str(out),
                                       "tiles": 16})  # fmt: skip
     return Case(["restore", "--config", str(job)], [src, env.ck2d, job], [out])
+
+
+# ---------------------------------------------------------------- what napari-skd did not write (issue 13)
+
+
+def user_folder(path: Path) -> Path:
+    """A user's folder with a file of their own in it."""
+    path.mkdir()
+    (path / "notes.txt").write_text("my notes")
+    return path
+
+
+@row("cli-overwrite-user-folder", "cli", "`--output` a user's folder (with a notes file), with `--overwrite`",
+     "was not written by napari-skd ... even with overwrite; choose another output path")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src, folder = tiff(tmp / "in.tif", picture()), user_folder(tmp / "myfolder")
+    return Case([*restore_args(src, env.ck2d, folder), "--overwrite"], [src, env.ck2d, folder])
+
+
+@row("cli-overwrite-user-tiff", "cli", "`--output` a user's TIFF, with `--overwrite`",
+     "not written by napari-skd ... even with overwrite")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src, victim = tiff(tmp / "in.tif", picture()), tiff(tmp / "victim.tif", picture(seed=3))
+    return Case([*restore_args(src, env.ck2d, victim), "--overwrite"], [src, env.ck2d, victim])
+
+
+@row("cli-convert-overwrite-user-folder", "cli", "`convert` into a user's folder, with `--overwrite`",
+     "was not written by napari-skd ... even with overwrite")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src, folder = tiff(tmp / "in.tif", picture()), user_folder(tmp / "mine.zarr")
+    return Case(["convert", str(src), str(folder), "--overwrite"], [src, folder])
+
+
+@row("cli-convert-output-tif", "cli", "`convert` to a name ending .tif (it writes OME-Zarr)",
+     "does not name an OME-Zarr store ... give a name ending .ome.zarr or .zarr")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src = tiff(tmp / "in.tif", picture())
+    return Case(["convert", str(src), str(tmp / "out.tif")], [src], [tmp / "out.tif"])
+
+
+@row("cli-output-unknown-extension", "cli", "`--output out.png`: a format napari-skd does not write",
+     "has an extension napari-skd does not write: expected a name ending .ome.zarr or .zarr")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src = tiff(tmp / "in.tif", picture())
+    return Case(restore_args(src, env.ck2d, tmp / "out.png"), [src, env.ck2d], [tmp / "out.png"])
+
+
+@row("cli-complete-output-of-another-image", "cli",
+     "an output complete for another image: never skipped as done (a stale result), refused as a different job",
+     "holds a complete result of a different job (differs in: input)")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    first, second = tiff(tmp / "a.tif", picture()), tiff(tmp / "b.tif", picture(seed=5))
+    out = tmp / "out.zarr"
+    restore(first, env.ck2d, out, **API_GRID)
+
+    def rerun() -> None:  # the other image replaces it only when asked
+        cli_ok(*restore_args(second, env.ck2d, out), "--overwrite")
+        assert np.array_equal(restore(second, env.ck2d, None, **API_GRID), np.asarray(zarr.open_array(out / "0")))
+
+    return Case(restore_args(second, env.ck2d, out), [first, second, env.ck2d, out], rerun=rerun)
+
+
+@row("api-train-output-user-file", "api", "`output` a user's file that is not a checkpoint, with `overwrite`",
+     "is not a napari-skd checkpoint: napari-skd never replaces what it did not write")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    out = tmp / "results.pt"
+    out.write_text("a user's own file")
+    job = teacher_job(str(env.data), out) | {"overwrite": True}
+    return Case(lambda: train_teacher(job), [env.data, out])
 
 
 # ---------------------------------------------------------------- command line: checkpoints

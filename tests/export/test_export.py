@@ -3,6 +3,7 @@
 import contextlib
 import io
 import pickle
+import shutil
 import socket
 import sys
 import zipfile
@@ -209,8 +210,14 @@ def test_pickle_audit_flags_pickles(tmp_path):
     )
 
 
-def test_3d_unet_identity_norm_and_overwrite(tmp_path):
-    (tmp_path / "model.bioimageio.zip").write_bytes(b"old")
+def test_3d_unet_identity_norm_and_overwrite(tmp_path, package2d):
+    ours, _ = package2d
+    foreign = tmp_path / "model.bioimageio.zip"
+    foreign.write_bytes(b"a user's file")
+    with pytest.raises(InputError, match="not a bioimage.io package napari-skd exported"):  # whatever overwrite says
+        _export(tmp_path, untrained("unet-xs", spatial_dims=3), norm=None, overwrite=True)
+    assert foreign.read_bytes() == b"a user's file"
+    shutil.copy(ours, foreign)  # a package napari-skd wrote: replaced with overwrite
     path = _export(tmp_path, untrained("unet-xs", spatial_dims=3), norm=None, overwrite=True)
     assert validate_package(path).status == "valid-format"
     rdf = _rdf(path)

@@ -314,9 +314,10 @@ def test_complete_or_foreign_outputs_are_refused_without_overwrite(job, tmp_path
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="exists and was not written by napari-skd restore"):
-        restore(job["src"], job["ckpt"], other, **GRID)
-    assert (other / "notes.txt").read_text() == "mine"
+    for overwrite in (False, True):  # what napari-skd did not write is never replaced, whatever the flag
+        with pytest.raises(InputError, match="exists and was not written by napari-skd .* even with overwrite"):
+            restore(job["src"], job["ckpt"], other, overwrite=overwrite, **GRID)
+    assert (other / "notes.txt").read_text() == "mine" and sorted(p.name for p in other.iterdir()) == ["notes.txt"]
 
 
 def test_a_second_concurrent_writer_is_refused(job, tmp_path):

@@ -6,7 +6,7 @@
 """
 
 from .format import FORMAT, FORMAT_VERSION, Checkpoint, Role, model_hash, package_versions, save_checkpoint
-from .load import load_checkpoint
+from .load import load_checkpoint, written_by_us
 from .official import import_restormer, official_config
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "official_config",
     "package_versions",
     "save_checkpoint",
+    "written_by_us",
 ]

@@ -48,6 +48,15 @@ def _safe_load(path: str | os.PathLike) -> Any:
         ) from exc
 
 
+def written_by_us(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a checkpoint napari-skd saved (its ``format`` says so); read without running code."""
+    try:
+        obj = _safe_load(path)
+    except CheckpointError:
+        return False
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Load a napari-skd checkpoint, or import an official Restormer ``.pth`` as a teacher."""
     # official.py builds on this module's safe loading, so importing it at the top would be circular

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint, written_by_us
 from ..data.sampler import Batch, PatchSampler
 from ..data.sources import load_volumes
 from ..data.stats import estimate_percentiles
@@ -40,6 +40,7 @@ def train_teacher(
     job = _validated(TeacherJob, config)
     output, state_path = _outputs(job.output, job.overwrite)
     _refuse_input_as_output(output, job.data.degraded, job.data.clean)
+    _refuse_foreign(output)
     device = _setup_device(job.train.device)
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
@@ -82,6 +83,7 @@ def distill(
     output, state_path = _outputs(job.output, job.overwrite)
     teacher_path = getattr(job.teacher, "path", job.teacher)
     _refuse_input_as_output(output, job.data.degraded, job.data.clean, teacher_path)
+    _refuse_foreign(output)
     device = _setup_device(job.train.device)
     teacher_ck = job.teacher if isinstance(job.teacher, Checkpoint) else load_checkpoint(job.teacher)
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
@@ -172,6 +174,15 @@ def _outputs(output: str, overwrite: bool) -> tuple[Path, Path]:
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write to {path.parent}: the folder is read-only; choose another output")
     return path, state  # a leftover state is reused only when its fingerprint matches (Trainer.try_resume)
+
+
+def _refuse_foreign(output: Path) -> None:
+    """An existing output may be replaced only if it is a napari-skd checkpoint (even with overwrite)."""
+    if output.exists() and not written_by_us(output):
+        raise InputError(
+            f"the output {output} exists and is not a napari-skd checkpoint: napari-skd never replaces what it did "
+            "not write, even with overwrite; choose another output path"
+        )
 
 
 def _refuse_input_as_output(output: Path, *sources: Any) -> None:

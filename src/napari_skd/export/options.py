@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from ..checkpoint import Checkpoint
@@ -32,6 +34,16 @@ def require_packages(onnx: bool) -> None:
         ) from err
 
 
+def _our_package(path: Path) -> bool:
+    """Whether ``path`` is a zip whose ``rdf.yaml`` napari-skd wrote (it holds ``config.napari_skd``)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            rdf = yaml.safe_load(z.read("rdf.yaml"))
+    except (OSError, KeyError, zipfile.BadZipFile, yaml.YAMLError):
+        return False
+    return isinstance(rdf, dict) and isinstance(rdf.get("config"), dict) and "napari_skd" in rdf["config"]
+
+
 def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
     """The package path: a ``.zip`` in a writable folder, not existing unless ``overwrite``."""
     output = Path(output)
@@ -39,6 +51,11 @@ def check_output(output: str | os.PathLike, overwrite: bool) -> Path:
         raise InputError(f"the package must be a .zip file, got {output}; e.g. use {output.stem}.bioimageio.zip")
     if output.is_dir():
         raise InputError(f"{output} is a folder; give the path of the .zip file to write")
+    if output.exists() and not _our_package(output):
+        raise InputError(
+            f"{output} exists and is not a bioimage.io package napari-skd exported: napari-skd never replaces what "
+            "it did not write, even with overwrite; choose another path"
+        )
     if output.exists() and not overwrite:
         raise InputError(f"{output} exists; choose another path or overwrite it (overwrite=True, --overwrite)")
     try:

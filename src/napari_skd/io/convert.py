@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import dask.array as da
 
 from ..errors import InputError
 from .readers import open_image
-from .writers import create_ome_zarr
+from .writers import OWNER_KEY, clear_store, create_ome_zarr, is_zarr_name, owned_store
 
 
 def to_ome_zarr(
@@ -24,18 +23,29 @@ def to_ome_zarr(
     """
     image = open_image(source, axes).to_canonical()
     out = Path(output)
-    if out.exists():
+    if not is_zarr_name(out):
+        raise InputError(
+            f"the output {out} does not name an OME-Zarr store: convert writes OME-Zarr; give a name ending "
+            f".ome.zarr or .zarr (e.g. {out.with_suffix('').name}.ome.zarr)"
+        )
+    if image.source != "<array>" and Path(image.source).resolve() == out.resolve():
+        raise InputError(f"the output {out} is the input itself; choose another output")
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):  # an empty folder is free to use
+        if not out.is_dir() or not owned_store(out):
+            raise InputError(
+                f"the output {out} exists and was not written by napari-skd: napari-skd never replaces or deletes "
+                "what it did not write, even with overwrite; choose another output path"
+            )
         if not overwrite:
-            raise InputError(f"{out} already exists; choose another output or pass overwrite")
-        if image.source != "<array>" and Path(image.source).resolve() == out.resolve():
-            raise InputError(f"the output {out} is the input itself; choose another output")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+            raise InputError(f"{out} already exists; choose another output or pass overwrite to replace it")
+        clear_store(out)
     if chunks < 1:
         raise InputError(f"chunks must be a positive number of voxels, got {chunks}")
     block = tuple(min(chunks, n) if a in "ZYX" else 1 for a, n in zip(image.axes, image.shape, strict=True))
     array = create_ome_zarr(
         out, shape=image.shape, dtype=image.data.dtype, chunks=block, axes=image.axes, scale=image.scale,
-        units=image.units, translation=image.translation, name=image.name,
+        units=image.units, translation=image.translation, name=image.name, channels=image.channels,
+        attributes={OWNER_KEY: {"writer": "convert", "source": image.source}},
     )  # fmt: skip
     da.store(image.data.rechunk(block), array, lock=False)
     return out

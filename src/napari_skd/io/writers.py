@@ -7,8 +7,10 @@ complete, streaming chunk by chunk. ``open_image`` and napari read the result ba
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ import zarr
 from ..errors import InputError
 
 NGFF_VERSION = "0.5"
+#: The root attribute that marks a store as written by napari-skd (a restore record, or ``{"writer": ...}``).
+OWNER_KEY = "napari_skd"
 _AXIS_TYPES = {"T": "time", "C": "channel", "Z": "space", "Y": "space", "X": "space"}
 
 
@@ -72,14 +76,22 @@ def create_ome_zarr(
     translation: Mapping[str, float] | None = None,
     name: str = "image",
     attributes: Mapping[str, Any] | None = None,
+    channels: Sequence[Mapping[str, Any]] = (),
 ) -> Any:
-    """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array."""
+    """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array.
+
+    ``channels`` (``label``, ``color`` per channel, as read from an input) become the ``omero`` metadata when their
+    number matches the ``C`` axis.
+    """
     ome = {
         "version": NGFF_VERSION,
         "multiscales": [
             ome_multiscales(axes, scale=scale or {}, units=units or {}, translation=translation or {}, name=name)
         ],
     }
+    n_channels = shape[axes.index("C")] if "C" in axes else 1
+    if channels and len(channels) == n_channels:
+        ome["omero"] = {"channels": [dict(c) for c in channels]}
     try:
         group = zarr.create_group(str(path), zarr_format=3, attributes={"ome": ome, **(attributes or {})})
         return group.create_array(
@@ -92,6 +104,43 @@ def create_ome_zarr(
         )
     except OSError as err:
         raise InputError(f"cannot write the output {path}: {err}; choose a folder you can write to") from err
+
+
+def is_zarr_name(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a zarr store: ``.zarr`` / ``.ome.zarr``, or no file extension at all."""
+    name = Path(path).name.lower()
+    return name.endswith(".zarr") or "." not in name.lstrip(".")
+
+
+def store_attributes(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The root attributes of a zarr v3 store at ``path``, or None when ``path`` holds none (read as text: no zarr)."""
+    try:
+        meta = json.loads((Path(path) / "zarr.json").read_text())
+    except (OSError, ValueError):
+        return None
+    attributes = meta.get("attributes") if isinstance(meta, dict) else None
+    return attributes if isinstance(attributes, dict) else {}
+
+
+def owned_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an OME-Zarr store that napari-skd wrote (its root carries our mark)."""
+    attributes = store_attributes(path)
+    return attributes is not None and isinstance(attributes.get(OWNER_KEY), dict)
+
+
+def clear_store(path: str | os.PathLike, keep: Sequence[str] = ()) -> None:
+    """Delete the parts of a store napari-skd wrote at ``path``: ``zarr.json`` and the numbered levels.
+
+    Only stores marked as ours may be cleared (callers check :func:`owned_store`); anything else in the folder, such
+    as a user's notes or the names in ``keep``, stays.
+    """
+    for p in Path(path).iterdir():
+        if p.name in keep:
+            continue
+        if p.name == "zarr.json" and p.is_file():
+            p.unlink()
+        elif p.name.isdigit() and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
 
 
 def open_level(path: str | os.PathLike, level: int = 0, mode: str = "r+") -> Any:

@@ -16,10 +16,12 @@ from ..errors import InputError, write_error
 from ..io import Image
 from ..progress import Cancel, ProgressEvent, ProgressFn, emit
 from .distributed import WorkerSpec, run_distributed
+from .files import OutputFormat, check_fits, output_format, read_file_record, write_file
 from .layout import OutputBlock, read_region
 from .options import RestoreOptions
 from .prepare import PreparedRestore, make_restorer, prepare
 from .runner import run_local
+from .state import foreign, judge, new_record
 from .store import OutputStore, write_block
 
 
@@ -77,20 +79,40 @@ def restore_with(
     cancel: Cancel | None = None,
 ) -> np.ndarray | Path:
     """:func:`restore` with validated options (``RestoreJob`` and the Restore widget build them)."""
-    job = prepare(input, checkpoint, options)
+    return run_prepared(prepare(input, checkpoint, options), output, options, overwrite=overwrite,
+                        progress=progress, cancel=cancel)  # fmt: skip
+
+
+def run_prepared(
+    job: PreparedRestore,
+    output: str | os.PathLike | None,
+    options: RestoreOptions,
+    *,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
+) -> np.ndarray | Path:
+    """Run a prepared restoration into memory, an OME-Zarr store, or a TIFF or NIfTI file (by the output's name)."""
     if output is None:
         if options.distributed is not None:
             raise InputError("distributed restoration needs an output path: the workers write their blocks there")
-        return _to_memory(job, progress, cancel)
+        result, _ = _in_memory(job, progress, cancel)
+        return _input_order(result, job.canonical.axes, job.image.axes)
+    output = Path(output)
+    _check_paths(job, output)
+    fmt = output_format(output)
     try:
-        return _to_store(job, Path(output), overwrite, options, progress, cancel)
+        if fmt == "ome-zarr":
+            return _to_store(job, output, overwrite, options, progress, cancel)
+        return _to_file(job, output, fmt, overwrite, options, progress, cancel)
     except OSError as err:  # e.g. a full disk: the blocks recorded so far stay, and a rerun resumes after them
         if (message := write_error(output, err, "rerun the same job to resume")) is None:
             raise
         raise message from err
 
 
-def _to_memory(job: PreparedRestore, progress: ProgressFn | None, cancel: Cancel | None) -> np.ndarray:
+def _in_memory(job: PreparedRestore, progress: ProgressFn | None, cancel: Cancel | None) -> tuple[np.ndarray, bool]:
+    """The whole result in canonical (TCZYX) order, and whether every block ran (False when stopped)."""
     layout, n = job.layout, len(job.items)
     result = np.zeros(layout.out_shape, dtype=job.options.dtype)
 
@@ -98,9 +120,40 @@ def _to_memory(job: PreparedRestore, progress: ProgressFn | None, cancel: Cancel
         write_block(result, layout, item, values)
 
     emit(progress, ProgressEvent("restore", 0, n, message=job.sentence))
-    if _run_local(job, job.items, write, 0, progress, cancel):
+    finished = _run_local(job, job.items, write, 0, progress, cancel)
+    if finished:
         emit(progress, ProgressEvent("done", n, n, message="restored in memory"))
-    return _input_order(result, job.canonical.axes, job.image.axes)
+    return result, finished
+
+
+def _to_file(
+    job: PreparedRestore,
+    output: Path,
+    fmt: OutputFormat,
+    overwrite: bool,
+    options: RestoreOptions,
+    progress: ProgressFn | None,
+    cancel: Cancel | None,
+) -> Path:
+    """Restore in memory, then write one OME-TIFF or NIfTI file (atomically); a stopped run writes nothing."""
+    if options.distributed is not None:
+        raise InputError(
+            f"distributed restoration writes OME-Zarr (the workers write their blocks into one store), not {fmt}: "
+            "name the output .ome.zarr"
+        )
+    check_fits(job.layout.out_shape, job.options.dtype, fmt, output)
+    description = job.description()
+    if output.is_dir():
+        raise InputError(foreign(output, "is a folder"))
+    if output.exists():
+        ours, record = read_file_record(output)
+        judge(output, record, ours, description, overwrite)
+    result, finished = _in_memory(job, progress, cancel)
+    if finished:
+        record = new_record(description, len(job.items), job.canonical.intensity_unit) | {"complete": True}
+        write_file(output, fmt, result, job.canonical, record)
+        emit(progress, ProgressEvent("done", len(job.items), len(job.items), message=f"wrote {output}"))
+    return output
 
 
 def _to_store(
@@ -111,12 +164,6 @@ def _to_store(
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> Path:
-    _check_paths(job.image, output)
-    if job.ckpt.path is not None and Path(job.ckpt.path).resolve().is_relative_to(output.resolve()):
-        raise InputError(
-            f"the output {output} is or holds the checkpoint {job.ckpt.path}: inputs are never modified; "
-            "choose another output path"
-        )
     if options.distributed is not None:  # checked before anything is written
         spec = WorkerSpec(_source_path(job.image), job.image.axes, _checkpoint_path(job.ckpt), job.layout,
                           job.options, job.device, str(output))  # fmt: skip
@@ -165,8 +212,14 @@ def _input_order(result: np.ndarray, canonical: str, original: str) -> np.ndarra
     return result.transpose([canonical.index(a) for a in original]) if canonical != original else result
 
 
-def _check_paths(image: Image, output: Path) -> None:
-    """Refuse an output that is, contains or lies inside the input (the input is never modified)."""
+def _check_paths(job: PreparedRestore, output: Path) -> None:
+    """Refuse an output that is, contains or lies inside the input or the checkpoint (inputs are never modified)."""
+    if job.ckpt.path is not None and Path(job.ckpt.path).resolve().is_relative_to(output.resolve()):
+        raise InputError(
+            f"the output {output} is or holds the checkpoint {job.ckpt.path}: inputs are never modified; "
+            "choose another output path"
+        )
+    image = job.image
     if image.source == "<array>":
         return
     source = Path(image.source).resolve()

@@ -12,10 +12,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ConfigDict, Field
 
+from ..checkpoint import load_checkpoint
 from ..errors import InputError, SkdError
+from ..io import expand_sources
 from ..progress import ProgressFn
+from .api import run_prepared
+from .files import complete_for
 from .options import RestoreOptions
-from .state import read_record
+from .prepare import prepare
 
 
 class RestoreJob(RestoreOptions):
@@ -68,12 +72,6 @@ def run_restore_job(
     job: RestoreJob | dict[str, Any], *, progress: ProgressFn | None = None, cancel: threading.Event | None = None
 ) -> list[Outcome]:
     """Restore every input; a failing input is reported and the others still run."""
-    # torch and dask: imported here so that the CLI's parser, which reads RestoreJob, starts fast
-    from ..checkpoint import load_checkpoint
-    from ..io import expand_sources
-    from ..io.writers import open_level
-    from .api import restore_with
-
     job = job if isinstance(job, RestoreJob) else RestoreJob.of(**job)
     sources = [s for spec in job.input for s in expand_sources(spec)]
     if not sources:
@@ -86,13 +84,13 @@ def run_restore_job(
     outcomes = []
     for source in sources:
         target = output_for(str(source), out, many)
-        record = read_record(target)
-        if record is not None and record.get("complete") and not job.overwrite:
-            outcomes.append(Outcome(str(source), target, "skipped", "already complete"))
-            continue
         t0 = time.perf_counter()
         try:
-            restore_with(source, ckpt, target, job, overwrite=job.overwrite, progress=progress, cancel=cancel)
+            prepared = prepare(source, ckpt, job)
+            if not job.overwrite and complete_for(target, prepared.description()):
+                outcomes.append(Outcome(str(source), target, "skipped", "already complete"))
+                continue
+            run_prepared(prepared, target, job, overwrite=job.overwrite, progress=progress, cancel=cancel)
         except SkdError as exc:
             if not many:
                 raise
@@ -101,6 +99,6 @@ def run_restore_job(
         if cancel is not None and cancel.is_set():
             outcomes.append(Outcome(str(source), target, "stopped"))
             break
-        voxels = int(np.prod(open_level(target, mode="r").shape))
+        voxels = int(np.prod(prepared.layout.out_shape))
         outcomes.append(Outcome(str(source), target, "restored", seconds=time.perf_counter() - t0, voxels=voxels))
     return outcomes

@@ -18,13 +18,13 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InputError
+from ..io.writers import clear_store, owned_store, store_attributes
 
 KEY = "napari_skd"
 LOCK_NAME = ".napari_skd.lock"
@@ -52,12 +52,8 @@ def decode_done(text: str, count: int) -> list[bool]:
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
-    """The napari-skd record of an existing store, or None when ``path`` is not a store written by napari-skd."""
-    try:
-        meta = json.loads((path / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return None
-    record = meta.get("attributes", {}).get(KEY) if isinstance(meta, dict) else None
+    """The restoration record of an existing store, or None when ``path`` holds no store written by restore."""
+    record = (store_attributes(path) or {}).get(KEY)
     return record if isinstance(record, dict) and "fingerprint" in record else None
 
 
@@ -145,11 +141,6 @@ def locked_output(output: Path, job: dict[str, Any], overwrite: bool) -> Iterato
     _refuse_unless_overwrite(output, job, overwrite)  # before creating anything in someone's folder
     try:
         output.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        if not overwrite:
-            raise
-        output.unlink()
-        output.mkdir()
     except OSError as err:
         raise InputError(f"cannot write the output {output}: {err}; choose a folder you can write to") from err
     lock = WriterLock(output)
@@ -157,7 +148,7 @@ def locked_output(output: Path, job: dict[str, Any], overwrite: bool) -> Iterato
     try:
         status = _refuse_unless_overwrite(output, job, overwrite)
         if status == "clear":
-            _clear(output)
+            clear_store(output, keep=(LOCK_NAME,))
             status = "new"
         yield status, read_record(output) if status == "resume" else None
     finally:
@@ -169,29 +160,42 @@ def _refuse_unless_overwrite(output: Path, job: dict[str, Any], overwrite: bool)
     if not output.exists():
         return "new"
     if not output.is_dir():
-        if overwrite:
-            return "clear"
-        raise InputError(f"the output {output} exists and is a file: expected a new .zarr path; {_HINT}")
-    entries = [p for p in output.iterdir() if p.name != LOCK_NAME]
-    if not entries:
-        return "new"
-    record = read_record(output)
-    if record is not None and record["fingerprint"] == fingerprint(job):
+        raise InputError(foreign(output, "is a file"))
+    if not [p for p in output.iterdir() if p.name != LOCK_NAME]:
+        return "new"  # an empty folder (perhaps holding a dead writer's lock)
+    return judge(output, read_record(output), owned_store(output), job, overwrite)
+
+
+def judge(output: Path, record: dict[str, Any] | None, ours: bool, job: dict[str, Any], overwrite: bool) -> Verdict:
+    """What may happen to an existing output: ``"resume"`` (a partial result of this same job), ``"clear"`` (an
+    output napari-skd wrote, with ``overwrite``), or an InputError saying why not. What napari-skd did not write
+    is refused whatever ``overwrite`` says."""
+    if record is not None and record.get("fingerprint") == fingerprint(job):
         if not record.get("complete"):
             return "resume"
         if overwrite:
             return "clear"
         raise InputError(f"the output {output} is already complete for this same job; {_HINT}")
+    if not ours:
+        raise InputError(foreign(output, "exists"))
     if overwrite:
         return "clear"
-    if record is not None:
-        changed = sorted(k for k in job if record.get("job", {}).get(k) != job[k])
-        raise InputError(
-            f"the output {output} holds a {'complete' if record.get('complete') else 'partial'} result of a "
-            f"different job (differs in: {', '.join(changed) or 'fingerprint'}); rerunning can only resume the same "
-            f"input, checkpoint and options; {_HINT}"
-        )
-    raise InputError(f"the output {output} exists and was not written by napari-skd restore; {_HINT}")
+    if record is None:
+        raise InputError(f"the output {output} was written by napari-skd, but not by a restoration; {_HINT}")
+    changed = sorted(k for k in job if record.get("job", {}).get(k) != job[k])
+    raise InputError(
+        f"the output {output} holds a {'complete' if record.get('complete') else 'partial'} result of a "
+        f"different job (differs in: {', '.join(changed) or 'fingerprint'}); rerunning can only resume the same "
+        f"input, checkpoint and options; {_HINT}"
+    )
+
+
+def foreign(output: Path, what: str) -> str:
+    """The refusal of a path napari-skd did not write."""
+    return (
+        f"the output {output} {what} and was not written by napari-skd (it carries no napari-skd record): "
+        "napari-skd never replaces or deletes what it did not write, even with overwrite; choose another output path"
+    )
 
 
 _HINT = "pass overwrite=True (--overwrite) to replace it, or choose another output path"
@@ -206,14 +210,3 @@ def remove_partial_files(store: Path) -> int:
                 Path(root, name).unlink(missing_ok=True)
                 count += 1
     return count
-
-
-def _clear(output: Path) -> None:
-    """Delete what is in ``output`` except our own lock file (or a file at ``output``)."""
-    for p in output.iterdir():
-        if p.name == LOCK_NAME:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()

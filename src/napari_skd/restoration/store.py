@@ -57,6 +57,7 @@ class OutputStore:
                     units=c.units,
                     translation=c.translation,
                     name=c.name,
+                    channels=c.channels,
                 )
                 group = zarr.open_group(str(path), mode="r+")
                 record = new_record(description, len(job.items), c.intensity_unit)

@@ -17,7 +17,7 @@ from .sources import is_dicom
 
 def read_dicom(path: Path) -> RawImage:
     """A DICOM series (folder) or file: slices sorted along the slice normal, then by InstanceNumber; CT in HU."""
-    pydicom = require("pydicom", "DICOM files")  # optional dependency (medical extra): imported on use
+    pydicom = require("pydicom", "reading DICOM files")  # optional dependency (medical extra): imported on use
     files = sorted(p for p in path.iterdir() if p.is_file() and is_dicom(p)) if path.is_dir() else [path]
     headers = []
     for f in files:
@@ -57,10 +57,10 @@ def _series(path: Path, headers: list[tuple[Path, Any]]) -> RawImage:
     if any((int(ds.Rows), int(ds.Columns)) != (rows, cols) for _, ds in headers):
         raise InputError(f"the DICOM slices in {path} differ in size: expected one size for the whole series")
 
-    normal = np.array([0.0, 0.0, 1.0])
+    row, col, normal = np.eye(3)
     if "ImageOrientationPatient" in first:
         o = np.array([float(v) for v in first.ImageOrientationPatient])
-        normal = np.cross(o[:3], o[3:])
+        row, col, normal = o[:3], o[3:], np.cross(o[:3], o[3:])
 
     def position(ds: Any) -> float:
         return float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)) if "ImagePositionPatient" in ds else 0
@@ -86,9 +86,15 @@ def _series(path: Path, headers: list[tuple[Path, Any]]) -> RawImage:
             scale[0] = step
         elif first.get("SliceThickness"):
             scale[0] = float(first.SliceThickness)
+    translation: dict[int, float] = {}
+    if "ImagePositionPatient" in headers[0][1]:  # the first voxel's centre in patient mm, along the image's axes
+        origin = np.array([float(v) for v in headers[0][1].ImagePositionPatient])
+        translation = {ndim - 1: float(origin @ row), ndim - 2: float(origin @ col)}
+        if ndim == 3:
+            translation[0] = float(origin @ normal)
     unit = first.get("RescaleType") or ("HU" if first.get("Modality") == "CT" and rescaled else None)
     data = da.stack(slices) if ndim == 3 else slices[0]
-    return RawImage(data, "ZYX"[-ndim:], scale, dict.fromkeys(scale, "millimeter"), intensity_unit=unit)
+    return RawImage(data, "ZYX"[-ndim:], scale, dict.fromkeys(scale, "millimeter"), translation, intensity_unit=unit)
 
 
 def _key(file: Path, dtype: np.dtype) -> str:

@@ -37,6 +37,7 @@ def open_image(source: Any, axes: str | None = None) -> Image:
             *(_by_position(source.axes, d) for d in (source.scale, source.units, source.translation)),
         )
         raw.intensity_unit, name, where = source.intensity_unit, source.name, source.source
+        raw.affine, raw.channels = source.affine, source.channels
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         raw, name, where = _read_path(path), stem(path), str(path)
@@ -57,6 +58,8 @@ def open_image(source: Any, axes: str | None = None) -> Image:
         intensity_unit=raw.intensity_unit,
         source=where,
         name=name,
+        affine=raw.affine,
+        channels=raw.channels,
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import dask.array as da
+import numpy as np
 
 from ...axes import canonical_order
 
@@ -36,6 +38,8 @@ class Image:
     intensity_unit: str | None = None  # e.g. "HU" for CT
     source: str = "<array>"
     name: str = "image"
+    affine: np.ndarray | None = None  # a NIfTI file's 4 x 4 voxel-to-world affine (X, Y, Z), kept for NIfTI output
+    channels: list[dict[str, Any]] = field(default_factory=list)  # OME channel metadata (label, color), if any
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -57,3 +61,5 @@ class RawImage:
     units: dict[int, str] = field(default_factory=dict)
     translation: dict[int, float] = field(default_factory=dict)
     intensity_unit: str | None = None
+    affine: np.ndarray | None = None
+    channels: list[dict[str, Any]] = field(default_factory=list)

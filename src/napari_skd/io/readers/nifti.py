@@ -1,4 +1,5 @@
-"""NIfTI (.nii, .nii.gz) through nibabel's array proxy, with voxel sizes; the affine is not applied."""
+"""NIfTI (.nii, .nii.gz) through nibabel's array proxy, with voxel sizes, the origin as translation and the affine
+kept (not applied: the voxel grid stays as stored)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from .optional import require
 
 
 def read_nifti(path: Path) -> RawImage:
-    """NIfTI via nibabel's array proxy; axes ZYX (TZYX) from nibabel's X, Y, Z (, T); the affine is not applied."""
-    nib = require("nibabel", "NIfTI files")  # optional dependency (medical extra): imported on use
+    """NIfTI via nibabel's array proxy; axes ZYX (TZYX) from nibabel's X, Y, Z (, T).
+
+    The affine's origin (world position of voxel 0) becomes the translation, and the whole affine is kept for a
+    NIfTI output; rotations and flips are not applied to the voxel grid.
+    """
+    nib = require("nibabel", "reading NIfTI files")  # optional dependency (medical extra): imported on use
     try:
         img = nib.load(str(path))
         proxy = img.dataobj
         zooms = [float(z) for z in img.header.get_zooms()]
+        affine = np.asarray(img.affine, dtype=np.float64)
         unit = img.header.get_xyzt_units()[0]
     except Exception as err:
         raise InputError(f"cannot read the NIfTI file {path}: {err}; expected a valid .nii or .nii.gz file") from err
@@ -38,4 +44,6 @@ def read_nifti(path: Path) -> RawImage:
         "TZYX"[-len(shape) :],
         {len(shape) - 1 - i: zooms[i] for i in range(n)},
         {len(shape) - 1 - i: unit for i in range(n)},
+        {len(shape) - 1 - i: float(affine[i, 3]) for i in range(n)},
+        affine=affine if np.isfinite(affine).all() else None,
     )

@@ -8,12 +8,12 @@ from types import ModuleType
 from ...errors import InputError
 
 
-def require(module: str, what: str) -> ModuleType:
-    """``module`` imported, or an :class:`InputError` naming the extra to install for reading ``what``."""
+def require(module: str, purpose: str) -> ModuleType:
+    """``module`` imported, or an :class:`InputError` naming the extra to install for ``purpose``."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise InputError(
-            f"reading {what} needs the {module} package, which is not installed; "
+            f"{purpose} needs the {module} package, which is not installed; "
             "install napari-skd[medical] (pip install 'napari-skd[medical]')"
         ) from err

@@ -67,7 +67,17 @@ def from_zarr_node(node: Any, where: str, path: Path | None = None) -> RawImage:
     raw.axes = axes or None
     raw.scale, raw.translation = dict(enumerate(scale)), dict(enumerate(translation))
     raw.units = units
+    raw.channels = _channels(attrs.get("ome", attrs).get("omero"))
     return raw
+
+
+def _channels(omero: Any) -> list[dict[str, Any]]:
+    """The OME-Zarr ``omero`` channel names and colours (``label``, ``color``), or [] when absent or malformed."""
+    channels = omero.get("channels") if isinstance(omero, dict) else None
+    if not isinstance(channels, list):
+        return []
+    keep = ("label", "color")
+    return [{k: c[k] for k in keep if isinstance(c.get(k), str)} for c in channels if isinstance(c, dict)]
 
 
 def _transforms(transforms: list[dict]) -> tuple[list[float], list[float]]:
