@@ -12,8 +12,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, 
 from ..errors import InputError
 from ..evaluation import psnr_ssim
 from ..progress import ProgressEvent
-from ..restoration.api import restore_with
+from ..restoration.api import run_prepared
 from ..restoration.options import RestoreOptions
+from ..restoration.prepare import prepare
 from ..restoration.store import output_exists, read_output
 from ._fields import field_widget
 from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
@@ -146,7 +147,8 @@ class RestoreWidget(Container):
         overwrite = self.overwrite.value
 
         def work(progress, cancel):
-            return restore_with(data, ck, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
+            job = prepare(data, ck, options)
+            return run_prepared(job, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
 
         def done(result):
             if output is None:
@@ -205,7 +207,7 @@ class RestoreWidget(Container):
         reference = np.asarray(clean[region]) if clean is not None and self.clean.value != NONE else None
 
         def work(progress, cancel):
-            return {role: restore_with(crop, ck, None, options, progress=progress, cancel=cancel)
+            return {role: run_prepared(prepare(crop, ck, options), None, options, progress=progress, cancel=cancel)
                     for role, ck in cks.items()}  # fmt: skip
 
         def done(results):

@@ -65,22 +65,8 @@ def restore(
         axes=axes, tile=tile, overlap=overlap, chunks=chunks, batch_size=batch_size, window=window, dtype=dtype,
         pyramid_levels=pyramid_levels, device=device, distributed=distributed,
     )  # fmt: skip
-    return restore_with(input, checkpoint, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
-
-
-def restore_with(
-    input: Any,
-    checkpoint: Any,
-    output: str | os.PathLike | None,
-    options: RestoreOptions,
-    *,
-    overwrite: bool = False,
-    progress: ProgressFn | None = None,
-    cancel: Cancel | None = None,
-) -> np.ndarray | Path:
-    """:func:`restore` with validated options (``RestoreJob`` and the Restore widget build them)."""
-    return run_prepared(prepare(input, checkpoint, options), output, options, overwrite=overwrite,
-                        progress=progress, cancel=cancel)  # fmt: skip
+    job = prepare(input, checkpoint, options)
+    return run_prepared(job, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
 
 
 def run_prepared(
@@ -92,7 +78,8 @@ def run_prepared(
     progress: ProgressFn | None = None,
     cancel: Cancel | None = None,
 ) -> np.ndarray | Path:
-    """Run a prepared restoration into memory, an OME-Zarr store, or a TIFF or NIfTI file (by the output's name)."""
+    """Run a prepared restoration (:func:`~.prepare.prepare`) into memory, an OME-Zarr store, or a TIFF or NIfTI file
+    (by the output's name); ``RestoreJob`` and the Restore widget call it with their validated options."""
     if output is None:
         if options.distributed is not None:
             raise InputError("distributed restoration needs an output path: the workers write their blocks there")
