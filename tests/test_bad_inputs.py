@@ -102,6 +102,12 @@ HANDLED: list[tuple[str, str, str]] = [
     ("`napari-skd restore` on an output already complete for the same job (same fingerprint)",
      "skipped (`skipped (already complete)`, exit 0), so a many-file job can be rerun; `--overwrite` redoes it",
      "test_cli_skips_a_complete_output"),
+    ("`--output out.tif` or `out.nii.gz` (a result that fits in memory)",
+     "written in that format, atomically, carrying napari-skd's record; a larger result is refused with a pointer to "
+     "OME-Zarr", "test_a_tif_name_writes_an_ome_tiff_with_the_voxel_size"),
+    ("a bioimage.io export of a model trained on files whose names are personal data",
+     "the names are withheld from the package (README, record) unless `--include-paths`",
+     "test_paths_are_withheld_wherever_the_record_names_files"),
 ]  # fmt: skip
 
 
@@ -1039,6 +1045,12 @@ def test_hostile_headers_cannot_make_us_allocate_huge_tensors(env, tmp_path):
 
 
 # ---------------------------------------------------------------- docs/reliability.md
+
+
+def test_every_handled_case_names_a_test_that_exists():
+    sources = "".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    missing = [test for _, _, test in HANDLED if f"def {test}(" not in sources]
+    assert not missing, f"HANDLED names tests that do not exist: {missing}"
 
 
 def test_reliability_page_is_generated_from_this_table():

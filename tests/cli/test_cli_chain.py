@@ -49,10 +49,15 @@ def test_train_distill_restore_info_export_chain(tmp_path):
     assert np.isfinite(np.asarray(restored.data)).all()
     info = cli("info", tmp_path / "s.pt", "--size", 64)
     assert "role: student" in info and "params: " in info and "flops: " in info
-    cli("export", tmp_path / "s.pt", "--output", tmp_path / "s.zip", "--no-onnx")
+    cli("export", tmp_path / "s.pt", "--output", tmp_path / "s.zip", "--no-onnx",
+        "--author", "Jane Doe; affiliation=Imaging Facility; orcid=0000-0002-1825-0097")  # fmt: skip
     from bioimageio.spec import load_description
 
     descr = load_description(tmp_path / "s.zip", perform_io_checks=False)
     assert descr.validation_summary.status in ("passed", "valid-format")
-    assert "rdf.yaml" in zipfile.ZipFile(tmp_path / "s.zip").namelist()
+    assert [(a.name, a.affiliation) for a in descr.authors] == [("Jane Doe", "Imaging Facility")]
+    package = zipfile.ZipFile(tmp_path / "s.zip")
+    assert not any(src.name.encode() in package.read(n) for n in package.namelist())  # training file names withheld
+    cli("export", tmp_path / "s.pt", "--output", tmp_path / "s.zip", "--no-onnx", "--include-paths", "--overwrite")
+    assert src.name.encode() in zipfile.ZipFile(tmp_path / "s.zip").read("training_record.json")
     assert src.read_bytes() == before

@@ -80,6 +80,11 @@ def test_self_supervised_teacher_from_noisy_data_only(tmp_path, clean2d):
     assert "Noise2Void" in ck.record["mode"]
     losses = _losses(events)
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    said = [e.message for e in events if e.phase == "prepare"]
+    assert any("self-supervised (Noise2Void)" in m and "CPU" in m for m in said), said  # mode and device, up front
+    # a validation figure without clean data: Noise2Void's loss on held-out patches with a fixed mask
+    scores = [v["n2v_mse"] for v in ck.record["validations"]]
+    assert len(scores) == 2 and all(np.isfinite(scores)) and ck.record["metrics"]["n2v_mse"] == scores[-1]
 
 
 def test_blind_spot_masks_the_requested_fraction_with_neighbours():

@@ -24,6 +24,7 @@ from napari_skd.errors import CheckpointError, InputError  # noqa: E402
 from napari_skd.export import check_package, export_bioimageio, validate_package  # noqa: E402
 from napari_skd.export.audit import pickle_globals, unsafe_pickles  # noqa: E402
 from napari_skd.export.docs import make_test_input, write_cover  # noqa: E402
+from napari_skd.export.privacy import WITHHELD, withhold_paths  # noqa: E402
 from napari_skd.models import build_model  # noqa: E402
 from napari_skd.normalize import Normalization  # noqa: E402
 
@@ -119,8 +120,12 @@ def test_2d_package_validates_and_has_every_part(package2d):
     assert {c["doi"] for c in rdf["cite"]} == {"10.48550/arXiv.2501.09321", "10.48550/arXiv.2111.09881"}
     assert rdf["authors"] == [{"name": "napari-skd user"}]
     assert rdf["config"]["napari_skd"]["record"]["metrics"] == {"psnr": 31.5}
-    for text in ("student", "restormer", "noisy.tif", "120", "psnr", "2501.09321", "Restormer", "## Validation"):
+    for text in ("student", "restormer", "120", "psnr", "2501.09321", "Restormer", "## Validation", WITHHELD):
         assert text in readme
+    # the training files' names are withheld by default (clinical file names can be personal data)
+    with zipfile.ZipFile(path) as z:
+        assert not any(b"noisy.tif" in z.read(n) for n in z.namelist())
+    assert rdf["config"]["napari_skd"]["record"]["data"] == {"degraded": WITHHELD, "axes": "YX"}
     assert _npy(path, "test_input.npy").shape == (1, 1, 64, 64)
 
 
@@ -306,3 +311,13 @@ def test_test_image_and_cover_for_rgb(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "cover.png").size == (512, 256)
+
+
+def test_paths_are_withheld_wherever_the_record_names_files():
+    record = {"data": {"degraded": ["a.tif", "b.tif"], "clean": "c/*.tif", "unlabelled": "<array>", "axes": "ZYX"},
+              "teacher_path": "/clinic/patient-042/teacher.pt", "metrics": {"psnr": 30.0}, "steps": 5}  # fmt: skip
+    out = withhold_paths(record)
+    assert out["data"] == {"degraded": "<2 paths withheld: export with include_paths to keep file names>",
+                           "clean": WITHHELD, "unlabelled": "<array>", "axes": "ZYX"}  # fmt: skip
+    assert out["teacher_path"] == WITHHELD and out["metrics"] == {"psnr": 30.0} and out["steps"] == 5
+    assert record["data"]["clean"] == "c/*.tif"  # the checkpoint's own record is not changed

@@ -107,7 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--output", required=True, help="package to write, e.g. model.zip")
     exp.add_argument("--name", help="model name (default: from the checkpoint)")
     exp.add_argument("--description", help="one-line description (default: from the checkpoint's record)")
-    exp.add_argument("--author", action="append", help="author name; repeat for several (default: napari-skd user)")
+    exp.add_argument(
+        "--author",
+        action="append",
+        help="an author: a name, optionally with '; affiliation=...; email=...; orcid=...'; repeat for several "
+        "(default: napari-skd user)",
+    )
+    exp.add_argument(
+        "--include-paths",
+        action="store_true",
+        help="keep the training files' names in the package (withheld by default: they can be personal data)",
+    )
     exp.add_argument("--license", default="BSD-3-Clause", help="SPDX licence of the weights")
     exp.add_argument(
         "--halo", type=int, help="pixels the consumer should crop from tile borders (default: 24 2D, 12 3D)"

@@ -161,11 +161,20 @@ def cmd_export(args: argparse.Namespace, cancel=None) -> None:
     from ..export import export_bioimageio
 
     path = export_bioimageio(
-        args.checkpoint, args.output, name=args.name, description=args.description, authors=args.author,
-        license=args.license, test_size=args.test_size, onnx=not args.no_onnx, halo=args.halo,
-        overwrite=args.overwrite,
+        args.checkpoint, args.output, name=args.name, description=args.description,
+        authors=[_author(a) for a in args.author or []] or None, license=args.license, test_size=args.test_size,
+        onnx=not args.no_onnx, halo=args.halo, overwrite=args.overwrite, include_paths=args.include_paths,
     )  # fmt: skip
     say(f"saved {path} (bioimage.io package, validated)")
+
+
+def _author(text: str) -> str | dict[str, str]:
+    """``Jane Doe`` or ``Jane Doe; affiliation=EMBL; orcid=0000-0002-1825-0097`` as an export author."""
+    name, *fields = (part.strip() for part in text.split(";"))
+    extra = dict(f.split("=", 1) for f in fields if "=" in f)
+    if any("=" not in f for f in fields if f):
+        raise InputError(f"--author {text!r}: expected 'Name' or 'Name; affiliation=...; email=...; orcid=...'")
+    return {"name": name, **{k.strip(): v.strip() for k, v in extra.items()}} if extra else name
 
 
 COMMANDS = {

@@ -41,7 +41,7 @@ def train_teacher(
     output, state_path = _outputs(job.output, job.overwrite)
     _refuse_input_as_output(output, job.data.degraded, job.data.clean)
     _refuse_foreign(output)
-    device = _setup_device(job.train.device)
+    device, where = _setup_device(job.train.device)
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
     has_target = clean is not None
@@ -66,12 +66,18 @@ def train_teacher(
     objective = TeacherObjective(
         sampler, job.data.batch_size, device, self_sup, job.n2v_fraction, job.train.seed, rank()
     )
+    mode = "self-supervised (Noise2Void)" if self_sup else "supervised (L1 to the clean images)"
+    emit(progress, ProgressEvent("prepare", 0, _planned(job), message=f"training a teacher, {mode}, {where}"))
     trainer = Trainer(model, job.train, device, state_path, _fingerprint(job))
     resumed = trainer.try_resume()
     t0 = time.perf_counter()
-    done = trainer.run(objective, lambda: evaluate(model, sampler.validation, device), progress, cancel)
+
+    def validate() -> dict[str, float]:
+        return evaluate(model, sampler.validation, device) | objective.validation_loss(model)
+
+    done = trainer.run(objective, validate, progress, cancel)
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
-    record["mode"] = "self-supervised (Noise2Void)" if self_sup else "supervised (L1)"
+    record["mode"] = mode
     return _finish(trainer, done, output, model, "teacher", norm, record, None, progress)
 
 
@@ -84,7 +90,7 @@ def distill(
     teacher_path = getattr(job.teacher, "path", job.teacher)
     _refuse_input_as_output(output, job.data.degraded, job.data.clean, teacher_path)
     _refuse_foreign(output)
-    device = _setup_device(job.train.device)
+    device, where = _setup_device(job.train.device)
     teacher_ck = job.teacher if isinstance(job.teacher, Checkpoint) else load_checkpoint(job.teacher)
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message="reading data and normalisation statistics"))
     degraded, clean = load_volumes(job.data.degraded, job.data.axes), load_volumes(job.data.clean, job.data.axes)
@@ -120,6 +126,9 @@ def distill(
         )
     _check_levels(teacher, student, job.loss.levels, job.data.patch_size, device)
     module = StudentWithProjections(student, tcfg.feature_channels, job.loss.levels, job.loss.method)
+    name = job.student if isinstance(job.student, str) else "a custom student"
+    emit(progress, ProgressEvent("prepare", 0, _planned(job), message=f"distilling {name} with method "
+                                 f"{job.loss.method} from the teacher {teacher_ck.path or ''}, {where}"))  # fmt: skip
     if unlabelled is not None and unlabelled[0].shape[1] != channels:
         raise InputError(f"data.unlabelled has {unlabelled[0].shape[1]} channel(s) but data.degraded/clean has "
                          f"{channels}; give images of the same kind")  # fmt: skip
@@ -202,18 +211,20 @@ def _refuse_input_as_output(output: Path, *sources: Any) -> None:
                 )
 
 
-def _setup_device(name: str) -> torch.device:
-    """The training device; under torchrun, also joins the process group (gloo on CPUs, nccl on GPUs)."""
+def _setup_device(name: str) -> tuple[torch.device, str]:
+    """The training device and a sentence saying which; under torchrun, also joins the process group (gloo on
+    CPUs, nccl on GPUs)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         use_cuda = torch.cuda.is_available() and name != "cpu"
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        where = f"torch DDP over {world} processes ({'nccl, GPUs' if use_cuda else 'gloo, CPUs'})"
         if use_cuda:
             local = int(os.environ.get("LOCAL_RANK", "0"))
             torch.cuda.set_device(local)
-            return torch.device("cuda", local)
-        return torch.device("cpu")
-    return resolve_device(name)[0]
+            return torch.device("cuda", local), where
+        return torch.device("cpu"), where
+    return resolve_device(name)
 
 
 def _build(spec: str | ModelConfig, cin: int, cout: int, spatial_dims: int) -> nn.Module:

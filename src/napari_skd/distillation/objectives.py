@@ -110,6 +110,21 @@ class TeacherObjective:
         loss = F.mse_loss(out[mask], x.to(self.device)[mask])
         return loss, {"n2v_mse": float(loss.detach())}
 
+    def validation_loss(self, model: nn.Module) -> dict[str, float]:
+        """Noise2Void's loss on the held-out patches with a fixed mask (``n2v_mse``), the figure to judge a
+        self-supervised teacher by and to see when it stops improving; empty for supervised training."""
+        val = self.sampler.validation
+        if not self.self_supervised or val is None:
+            return {}
+        masked, mask = blind_spot(val.input, self.fraction, np.random.default_rng([self.seed, 2**31 - 1]))
+        model.eval()
+        with torch.no_grad():
+            out = model(to_device(masked, self.device)).float()
+        model.train()
+        return {
+            "n2v_mse": float(F.mse_loss(out[mask.to(self.device)], val.input.to(self.device)[mask.to(self.device)]))
+        }
+
 
 class StudentWithProjections(nn.Module):
     """The trainable part of distillation: the student plus the 1x1 projections of its distilled levels.

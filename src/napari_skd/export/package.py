@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from .layout import (
     min_input_size,
 )
 from .options import check_halo, check_metadata, check_output, check_test_size, require_packages
+from .privacy import withhold_paths
 from .processing import apply_processing, as_steps, norm_text, processing_descrs
 from .rdf import PackageFiles, describe_package
 from .weights import Reference, export_onnx, export_torchscript
@@ -52,6 +54,7 @@ def export_bioimageio(
     onnx: bool = True,
     halo: int | None = None,
     overwrite: bool = False,
+    include_paths: bool = False,
 ) -> Path:
     """Write a validated bioimage.io model package (``.zip``) for a checkpoint and return its path.
 
@@ -59,11 +62,15 @@ def export_bioimageio(
     ``napari-skd user``. ``test_size``: side of the test input, a multiple of 8 (default 64 in 2D, 32 in 3D, raised
     to the minimum input size). ``halo``: pixels to crop from each side of an output tile (default 24 in 2D,
     12 in 3D; 0 for none). ``onnx=False`` skips ONNX weights; a failing ONNX export is skipped with its reason
-    recorded in the README and ``config.napari_skd.onnx``. An existing ``output`` is refused unless ``overwrite``.
+    recorded in the README and ``config.napari_skd.onnx``. An existing ``output`` is refused unless ``overwrite``
+    (and then only a package napari-skd wrote is replaced). The training files' names are withheld from the README
+    and the attached record unless ``include_paths`` (they can be personal data).
     """
     require_packages(onnx)
     output = check_output(output, overwrite)
     ck = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+    if not include_paths:
+        ck = dataclasses.replace(ck, record=withhold_paths(ck.record))
     dims = ck.config.spatial_dims
     halo = check_halo(halo, dims)
     side = check_test_size(test_size, dims, halo)
