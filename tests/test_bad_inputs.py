@@ -105,6 +105,9 @@ HANDLED: list[tuple[str, str, str]] = [
     ("`--output out.tif` or `out.nii.gz` (a result that fits in memory)",
      "written in that format, atomically, carrying napari-skd's record; a larger result is refused with a pointer to "
      "OME-Zarr", "test_a_tif_name_writes_an_ome_tiff_with_the_voxel_size"),
+    ("a folder of mixed images (TIFF, NIfTI, DICOM) and other files",
+     "expanded to its images, each its own input; the warning names what was skipped and why; only a folder whose "
+     "images are all DICOM is read as one series", "test_a_mixed_folder_is_its_images_not_a_dicom_series"),
     ("a bioimage.io export of a model trained on files whose names are personal data",
      "the names are withheld from the package (README, record) unless `--include-paths`",
      "test_paths_are_withheld_wherever_the_record_names_files"),

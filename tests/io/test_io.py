@@ -1,10 +1,13 @@
 """The lazy reader layer: every input kind, axes handling, laziness, and the errors users see."""
 
+import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import dask.array as da
+import nibabel
 import numpy as np
 import pytest
 import tifffile
@@ -21,6 +24,7 @@ from napari_skd.samples import sample_dir
 
 RNG = np.random.default_rng(0)
 VOLUME = RNG.integers(0, 4000, (5, 32, 48), dtype=np.uint16)
+CT_FILE = sample_dir() / "ct_dicom" / "CT_small.dcm"
 
 
 # ---------------------------------------------------------------- axes
@@ -542,3 +546,24 @@ def test_any_bytes_named_tif_open_and_read_or_raise_input_error(content):
             img.data.compute()  # damage found only when pixels are read is an InputError too
         except InputError:
             pass
+
+
+def test_a_mixed_folder_is_its_images_not_a_dicom_series(tmp_path, caplog):
+    """3 TIFFs, a NIfTI, a DICOM file and a text file: five images, and the text file named as skipped."""
+    for name in ("a.tif", "b.tif", "c.tif"):
+        tifffile.imwrite(tmp_path / name, VOLUME[0])
+    nibabel.save(nibabel.Nifti1Image(np.zeros((8, 8, 2), np.float32), np.eye(4)), str(tmp_path / "d.nii.gz"))
+    shutil.copy(CT_FILE, tmp_path / "e.dcm")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with caplog.at_level(logging.WARNING, logger="napari_skd"):
+        sources = expand_sources(tmp_path)
+    assert [Path(s).name for s in sources] == ["a.tif", "b.tif", "c.tif", "d.nii.gz", "e.dcm"]
+    assert "skipped notes.txt (not an image napari-skd reads)" in caplog.text
+    assert [open_image(s).shape for s in sources][3:] == [(2, 8, 8), (128, 128)]
+    with pytest.raises(InputError, match="neither a zarr store nor a DICOM series"):
+        open_image(tmp_path)
+    series = tmp_path / "series"  # a folder whose images are all DICOM stays one series, whatever lies beside them
+    series.mkdir()
+    shutil.copy(CT_FILE, series / "1.dcm")
+    (series / "README.txt").write_text("acquisition notes")
+    assert expand_sources(series) == [str(series)] and open_image(series).shape == (128, 128)

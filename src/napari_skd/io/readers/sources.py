@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
+
+log = logging.getLogger("napari_skd")
 
 SUPPORTED_EXTENSIONS = (".tif", ".tiff", ".zarr", ".nii", ".nii.gz", ".dcm")
 SUPPORTED_TEXT = ".tif/.tiff (OME-TIFF too), .zarr folders (OME-Zarr too), .nii/.nii.gz, .dcm and DICOM series folders"
@@ -33,9 +36,12 @@ def expand_sources(spec: Any) -> list[str | Any]:
         elif not path.exists():
             raise InputError(f"file not found: {text}; check the path")
         elif path.is_dir() and kind_of(path) is None:
-            found = sorted(str(p) for p in path.iterdir() if kind_of(p))
+            found, skipped = folder_images(path)
             if not found:
                 raise InputError(f"folder {text} holds no supported images: expected {SUPPORTED_TEXT}")
+            if skipped:
+                log.warning("%s: %d images; skipped %s; napari-skd reads %s", text, len(found), "; ".join(skipped),
+                            SUPPORTED_TEXT)  # fmt: skip
             out += found
         else:
             out.append(text)
@@ -43,17 +49,47 @@ def expand_sources(spec: Any) -> list[str | Any]:
 
 
 def kind_of(path: Path) -> str | None:
-    """Which reader handles ``path`` (``None``: none); looks at names and at most a few bytes per file."""
+    """Which reader handles ``path`` (``None``: none); looks at names and at most a few bytes per file.
+
+    A folder is a zarr store (``zarr.json``, ``.zarray`` or ``.zgroup`` inside), or a DICOM series when the images
+    in it are all DICOM (other files such as notes are ignored); a folder of mixed images is neither, and
+    :func:`expand_sources` expands it to its images.
+    """
     name = path.name.lower()
     if path.is_dir():
         if name.endswith(".zarr") or any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")):
             return "zarr"
-        return "dicom" if any(p.is_file() and is_dicom(p) for p in path.iterdir()) else None
+        files = [p for p in path.iterdir() if p.is_file()]
+        dicom = any(is_dicom(p) for p in files)
+        others = any(_file_kind(p) not in (None, "dicom") for p in files) or any(
+            p.is_dir() and p.name.lower().endswith(".zarr") for p in path.iterdir()
+        )
+        return "dicom" if dicom and not others else None
+    return _file_kind(path)
+
+
+def _file_kind(path: Path) -> str | None:
+    """The reader of a file by its name (or DICOM preamble)."""
+    name = path.name.lower()
     if name.endswith((".tif", ".tiff")):
         return "tiff"
     if name.endswith((".nii", ".nii.gz")):
         return "nifti"
     return "dicom" if path.is_file() and is_dicom(path) else None
+
+
+def folder_images(folder: Path) -> tuple[list[str], list[str]]:
+    """The images in a plain folder (sorted), and a note for each entry skipped, saying why."""
+    found, skipped = [], []
+    for p in sorted(folder.iterdir()):
+        kind = kind_of(p)
+        if kind is not None:
+            found.append(str(p))
+        elif p.is_dir():
+            skipped.append(f"{p.name}/ (a folder that is neither a zarr store nor a DICOM series)")
+        elif not p.name.startswith("."):
+            skipped.append(f"{p.name} (not an image napari-skd reads)")
+    return found, skipped
 
 
 def is_dicom(path: Path) -> bool:
