@@ -477,6 +477,23 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(lambda: train_teacher(job), [env.data, out])
 
 
+@row("cli-ct-through-microscopy-model", "cli",
+     "a CT slice in Hounsfield units through a microscopy model (trained on 0-255)",
+     "the input's intensities ... HU) are far from those the model was trained on (0 to 255) ... --intensities "
+     "renormalize")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    ct = Path(shutil.copytree(ROOT / "sample_data" / "ct_dicom", tmp / "ct"))
+    return Case(restore_args(ct, env.ck2d, tmp / "out.zarr"), [ct, env.ck2d], [tmp / "out.zarr"])
+
+
+@row("api-rgb-8bit-through-16bit-model", "api", "an 8-bit RGB image through a 1-channel model of 16-bit data",
+     "are far from those the model was trained on (100 to 4000)")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    ck = save_checkpoint(tmp / "m16.pt", untrained("unet-xs"), norm=Normalization(low=100.0, high=4000.0))
+    rgb = np.stack([picture(seed=s).astype(np.uint8) for s in range(3)], axis=-1)  # Y, X, C of 0..255
+    return Case(lambda: restore(rgb, ck, axes="YXC", **API_GRID), [ck])
+
+
 # ---------------------------------------------------------------- command line: checkpoints
 
 
@@ -581,10 +598,11 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(lambda: restore(image, env.ck2d, **API_GRID), [env.ck2d])
 
 
-@row("api-float64-beyond-float32", "api", "float64 pixels of 1e300 (beyond float32's range)",
+@row("api-float64-beyond-float32", "api", "float64 pixels of 1e300 (beyond float32's range), intensity check off",
      "or values too large for float32")  # fmt: skip
 def _(tmp: Path, env: Env) -> Case:
-    return Case(lambda: restore(picture().astype(np.float64) * 1e300, env.ck2d, **API_GRID), [env.ck2d])
+    image = picture().astype(np.float64) * 1e300
+    return Case(lambda: restore(image, env.ck2d, intensities="as-is", **API_GRID), [env.ck2d])
 
 
 @row("api-object-dtype", "api", "a numpy array of Python objects", "has dtype object, which cannot be restored")
@@ -889,7 +907,7 @@ def test_integer_extremes_are_clipped_not_wrapped(env, dtype):
     info = np.iinfo(dtype)
     image = np.zeros((32, 32), dtype)
     image[:, :16], image[:, 16:] = info.max, info.min
-    out = restore(image, env.ck2d, dtype="input", **API_GRID)
+    out = restore(image, env.ck2d, dtype="input", intensities="as-is", **API_GRID)
     assert out.dtype == np.dtype(dtype)
     high, low = out[:, 2:12].astype(np.float64), out[:, 20:30].astype(np.float64)
     span = float(info.max) - float(info.min)
@@ -898,8 +916,8 @@ def test_integer_extremes_are_clipped_not_wrapped(env, dtype):
 
 def test_uint16_full_range_keeps_the_float_result_clipped(env):
     image = np.tile(np.array([0, 65535], np.uint16), (32, 16))
-    floats = restore(image, env.ck2d, **API_GRID)
-    as_input = restore(image, env.ck2d, dtype="input", **API_GRID)
+    floats = restore(image, env.ck2d, intensities="as-is", **API_GRID)
+    as_input = restore(image, env.ck2d, dtype="input", intensities="as-is", **API_GRID)
     assert np.array_equal(as_input, np.clip(np.rint(floats), 0, 65535).astype(np.uint16))
 
 

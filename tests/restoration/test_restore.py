@@ -140,10 +140,12 @@ def test_tile_borders_are_seamless_on_a_real_image(ckpt):
 
 
 def test_numpy_in_numpy_out_and_dtype_policy(ckpt):
-    image = (NUCLEI[:80, :72].astype(np.uint16) * 300).astype(np.uint16)
-    out = restore(image, ckpt["2d"], **GRID)
+    image = (NUCLEI[:80, :72].astype(np.uint16) * 300).astype(np.uint16)  # far outside the model's 0..235
+    with pytest.raises(InputError, match="far from those the model was trained on"):
+        restore(image, ckpt["2d"], **GRID)
+    out = restore(image, ckpt["2d"], intensities="as-is", **GRID)
     assert out.dtype == np.float32 and out.shape == image.shape
-    as_input = restore(image, ckpt["2d"], dtype="input", **GRID)
+    as_input = restore(image, ckpt["2d"], dtype="input", intensities="as-is", **GRID)
     assert as_input.dtype == np.uint16
     assert np.array_equal(as_input, np.clip(np.rint(out), 0, 65535).astype(np.uint16))
     with pytest.raises(InputError, match="output dtype 'complex64' is not supported"):
@@ -219,8 +221,8 @@ def test_channels_go_to_the_model_or_one_by_one(ckpt):
     both = restore(image, ckpt["2ch"], axes="CYX", **GRID)
     assert both.shape == (2, 64, 64)
     assert np.abs(both - whole_image(ckpt["2ch"], image, 16)).max() < 1e-3  # measured 5e-5 (data range 1)
-    single = restore(image, ckpt["2d"], axes="CYX", **GRID)
-    assert np.array_equal(single[1], restore(image[1], ckpt["2d"], **GRID))
+    single = restore(image, ckpt["2d"], axes="CYX", intensities="as-is", **GRID)  # its model saw 0..235
+    assert np.array_equal(single[1], restore(image[1], ckpt["2d"], intensities="as-is", **GRID))
     with pytest.raises(InputError, match="has 3 channels .* but the model expects 2 input channels"):
         restore(np.zeros((3, 64, 64), np.float32), ckpt["2ch"], axes="CYX")
 

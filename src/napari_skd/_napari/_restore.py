@@ -37,6 +37,7 @@ class RestoreWidget(Container):
         self.tile = field_widget(RestoreOptions, "tile", max=4096, step=8)
         self.overlap = field_widget(RestoreOptions, "overlap", max=512, step=8)
         self.batch = field_widget(RestoreOptions, "batch_size", label="batch", max=256)
+        self.intensities = field_widget(RestoreOptions, "intensities")
         self.target = ComboBox(label="output", choices=[MEMORY, ZARR], value=MEMORY)
         self.path = FileEdit(label="OME-Zarr path", mode="w", value=str(Path.home() / "napari-skd" / "restored.zarr"))
         self.overwrite = CheckBox(text="overwrite an existing output", value=False)
@@ -53,6 +54,7 @@ class RestoreWidget(Container):
                 self.tile,
                 self.overlap,
                 self.batch,
+                self.intensities,
                 self.target,
                 self.path,
                 self.overwrite,
@@ -90,7 +92,7 @@ class RestoreWidget(Container):
     def _options(self, axes: str | None) -> RestoreOptions:
         """The form's options (0 = automatic) for an image with ``axes``."""
         return RestoreOptions.of(axes=axes, tile=self.tile.value or None, overlap=self.overlap.value or None,
-                                 batch_size=self.batch.value or None)  # fmt: skip
+                                 batch_size=self.batch.value or None, intensities=self.intensities.value)  # fmt: skip
 
     def _begin(self, fn, on_done) -> Task:
         self.task = Task(fn, self._on_event, on_done, self._on_finally)

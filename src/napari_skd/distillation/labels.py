@@ -35,7 +35,9 @@ def teacher_labels(
     out = []
     for i, volume in enumerate(volumes):
         emit(progress, ProgressEvent("label", i, len(volumes), message=f"teacher labels: image {i + 1}/{len(volumes)}"))
-        restored = restore(np.asarray(volume, dtype=np.float32), teacher, axes="TCZYX", device=str(device))
+        restored = restore(
+            np.asarray(volume, dtype=np.float32), teacher, axes="TCZYX", device=str(device), intensities="as-is"
+        )  # training uses the teacher's normalisation as it is
         out.append(np.asarray(restored, dtype=np.float32).reshape(volume.shape))
     emit(progress, ProgressEvent("label", len(volumes), len(volumes), message="teacher labels ready"))
     return out

@@ -43,6 +43,7 @@ def restore(
     distributed: str | int | None = None,
     dtype: str = "float32",
     pyramid_levels: int = 0,
+    intensities: str = "check",
 ) -> np.ndarray | Path:
     """Restore ``input`` with a checkpoint's model, block by block, so images larger than memory stream through.
 
@@ -56,6 +57,8 @@ def restore(
       Rerunning the same job on a partial output resumes it; anything else there needs ``overwrite=True``.
     - ``tile`` (largest model tile), ``overlap`` (= halo), ``chunks`` (output block = zarr chunk), ``window``
       (``"cosine"`` or ``"gaussian"``), ``batch_size``: see ``restoration.plan``; defaults in ``options.DEFAULTS``.
+    - ``intensities``: ``"check"`` refuses an input whose percentiles are far from those of the checkpoint's training
+      data (another modality or unit); ``"renormalize"`` uses the input's own percentiles; ``"as-is"`` skips the check.
     - ``device``: ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda:1"``...; ``distributed``: a dask scheduler address
       or a number of local worker processes (then ``input`` and ``output`` must be paths).
     - ``progress`` receives a :class:`ProgressEvent` per block (phase ``"restore"``); ``cancel`` (a
@@ -63,7 +66,7 @@ def restore(
     """
     options = RestoreOptions.of(
         axes=axes, tile=tile, overlap=overlap, chunks=chunks, batch_size=batch_size, window=window, dtype=dtype,
-        pyramid_levels=pyramid_levels, device=device, distributed=distributed,
+        pyramid_levels=pyramid_levels, device=device, distributed=distributed, intensities=intensities,
     )  # fmt: skip
     job = prepare(input, checkpoint, options)
     return run_prepared(job, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
@@ -152,8 +155,8 @@ def _to_store(
     cancel: Cancel | None,
 ) -> Path:
     if options.distributed is not None:  # checked before anything is written
-        spec = WorkerSpec(_source_path(job.image), job.image.axes, _checkpoint_path(job.ckpt), job.layout,
-                          job.options, job.device, str(output))  # fmt: skip
+        spec = WorkerSpec(_source_path(job.image), job.image.axes, _checkpoint_path(job.ckpt), job.norm,
+                          job.layout, job.options, job.device, str(output))  # fmt: skip
     n = len(job.items)
     with OutputStore.open(output, job, overwrite) as store:
         todo = store.pending(job.items)
@@ -180,7 +183,7 @@ def _run_local(
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> bool:
-    restorer = make_restorer(job.ckpt, job.dev, job.options, progress)
+    restorer = make_restorer(job.ckpt, job.norm, job.dev, job.options, progress)
     data, layout = job.canonical.data, job.layout
     return run_local(
         items,

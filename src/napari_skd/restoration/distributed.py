@@ -30,6 +30,7 @@ from ..checkpoint import load_checkpoint
 from ..device import resolve_device
 from ..errors import InputError
 from ..io import open_image
+from ..normalize import Normalization
 from ..progress import Cancel, Eta, ProgressEvent, ProgressFn, emit
 from .infer import BlockRestorer
 from .layout import Layout, OutputBlock, read_region
@@ -45,6 +46,7 @@ class WorkerSpec:
     source: str  # input path, opened by each worker
     axes: str  # the input's axes as opened
     checkpoint: str  # checkpoint path, loaded once per worker
+    norm: Normalization | None  # the normalisation the client chose (the checkpoint's, or the input's own)
     layout: Layout
     options: Options
     device: str
@@ -59,7 +61,7 @@ def _context(spec: WorkerSpec) -> tuple[Any, BlockRestorer, Any]:
     """The job's canonical input array, block restorer and output array, built once per worker process."""
     image = open_image(spec.source, spec.axes).to_canonical()
     device, _ = resolve_device(spec.device)
-    restorer = make_restorer(load_checkpoint(spec.checkpoint), device, spec.options)
+    restorer = make_restorer(load_checkpoint(spec.checkpoint), spec.norm, device, spec.options)
     return image.data, restorer, open_output_array(spec.output)
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import InputError
 from .blend import WINDOWS, Window
+from .intensities import Intensities
 from .plan import snap_up
 
 #: Per spatial dimensionality: largest tile, overlap (= halo) and output chunk (block) shape. A 2048 x 2048 block
@@ -60,6 +61,11 @@ class RestoreOptions(BaseModel):
         "float32", description="Output type: float32, input (the input's type, rounded and clipped) or e.g. uint16."
     )
     pyramid_levels: int = Field(0, ge=0, le=10, description="Extra 2x-downsampled levels written afterwards.")
+    intensities: Intensities = Field(
+        "check",
+        description="check: refuse an input whose intensities are far from the training data's; renormalize: use "
+        "the input's own percentiles; as-is: the checkpoint's normalisation, unchecked.",
+    )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     distributed: str | int | None = Field(None, description="Dask scheduler address, or a number of local workers.")
 

@@ -9,8 +9,10 @@ from typing import Any
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..device import resolve_device
 from ..io import Image, open_image
+from ..normalize import Normalization
 from ..progress import ProgressFn
 from .infer import BlockRestorer
+from .intensities import effective_norm
 from .layout import Layout, OutputBlock, make_layout, output_blocks
 from .options import Options, RestoreOptions, resolve_options
 from .plan import plan_blocks
@@ -30,6 +32,7 @@ class PreparedRestore:
     device: str
     dev: Any
     sentence: str  # where it runs, for the user
+    norm: Normalization | None  # the checkpoint's normalisation, or the input's own with intensities="renormalize"
 
     def description(self) -> dict[str, Any]:
         """What identifies the output's bytes: input identity, checkpoint hash, normalisation and options."""
@@ -43,7 +46,7 @@ class PreparedRestore:
                 "axes": c.axes,
             },
             "checkpoint": self.ckpt.hash,
-            "norm": self.ckpt.norm.model_dump() if self.ckpt.norm is not None else None,
+            "norm": self.norm.model_dump() if self.norm is not None else None,
             **self.options.job(),
         }
 
@@ -72,10 +75,15 @@ def prepare(input: Any, checkpoint: Any, options: RestoreOptions) -> PreparedRes
     o = resolved
     blocks = plan_blocks(layout.spatial_shape, o.chunks, o.tile, o.overlap, o.overlap, cfg.multiple)  # halo = overlap
     items = output_blocks(layout, blocks)
-    return PreparedRestore(image, canonical, ckpt, layout, resolved, items, options.device, dev, sentence)
+    norm = effective_norm(canonical.data, ckpt.norm, options.intensities, canonical.intensity_unit)
+    if cfg.in_channels == 1 and "C" in canonical.axes and canonical.shape[canonical.axes.index("C")] > 1:
+        sentence += f"; each of the {canonical.shape[canonical.axes.index('C')]} channels restored on its own"
+    return PreparedRestore(image, canonical, ckpt, layout, resolved, items, options.device, dev, sentence, norm)
 
 
-def make_restorer(ckpt: Checkpoint, device: Any, options: Options, progress: ProgressFn | None = None) -> BlockRestorer:
+def make_restorer(
+    ckpt: Checkpoint, norm: Normalization | None, device: Any, options: Options, progress: ProgressFn | None = None
+) -> BlockRestorer:
     """The :class:`~napari_skd.restoration.infer.BlockRestorer` of a job on ``device``: one recipe for the local
     runner and every dask worker, so a block's bytes do not depend on where it ran."""
-    return BlockRestorer(ckpt.model, ckpt.norm, device, options, progress=progress)
+    return BlockRestorer(ckpt.model, norm, device, options, progress=progress)
