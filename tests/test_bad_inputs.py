@@ -477,6 +477,15 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(lambda: train_teacher(job), [env.data, out])
 
 
+@row("cli-many-inputs-one-file-name", "cli", "two inputs and `--output out.tif` (one file for several images)",
+     "2 inputs need an output folder (one NAME.ome.zarr each), but ... names a single file")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    a, b = tiff(tmp / "a.tif", picture()), tiff(tmp / "b.tif", picture(seed=2))
+    out = tmp / "out.tif"
+    return Case(["restore", str(a), str(b), "--checkpoint", str(env.ck2d), "--output", str(out), *GRID],
+                [a, b, env.ck2d], [out])  # fmt: skip
+
+
 @row("cli-ct-through-microscopy-model", "cli",
      "a CT slice in Hounsfield units through a microscopy model (trained on 0-255)",
      "the input's intensities ... HU) are far from those the model was trained on (0 to 255) ... --intensities "

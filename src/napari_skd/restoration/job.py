@@ -17,7 +17,7 @@ from ..errors import InputError, SkdError
 from ..io import expand_sources
 from ..progress import ProgressFn
 from .api import run_prepared
-from .files import complete_for
+from .files import NIFTI_SUFFIXES, TIFF_SUFFIXES, complete_for
 from .options import RestoreOptions
 from .prepare import prepare
 
@@ -81,6 +81,11 @@ def run_restore_job(
     out = Path(job.output)
     if many and out.exists() and not out.is_dir():
         raise InputError(f"{len(sources)} inputs need an output folder, but {out} is a file")
+    if many and not out.is_dir() and out.name.lower().endswith(TIFF_SUFFIXES + NIFTI_SUFFIXES):
+        raise InputError(
+            f"{len(sources)} inputs need an output folder (one NAME.ome.zarr each), but {out} names a single file; "
+            "give a folder name such as 'restored'"
+        )
     outcomes = []
     for source in sources:
         target = output_for(str(source), out, many)
