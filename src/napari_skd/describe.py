@@ -27,7 +27,7 @@ def describe_checkpoint(ck: Checkpoint, size: int = 256) -> dict[str, str]:
     )
     metrics = ", ".join(f"{k} {v:.3g}" for k, v in (rec.get("metrics") or {}).items())
     norm = (
-        f"percentiles {ck.norm.pmin}/{ck.norm.pmax}: low {ck.norm.low:.4g}, high {ck.norm.high:.4g}"
+        f"percentiles {ck.norm.pmin}/{ck.norm.pmax}: {ck.norm.bounds_text()}"
         if ck.norm
         else "identity (intensities used as they are)"
     )

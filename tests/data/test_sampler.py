@@ -85,3 +85,13 @@ def test_gaussian_noise_has_the_requested_sigma_and_blur_stays_within_a_channel(
     two = np.stack([np.zeros((32, 32)), np.ones((32, 32))]).astype(np.float32)  # channel axis first, then Y, X
     blurred = degrade(two, DegradationConfig(kind="blur_noise", sigma=0.0, blur_sigma=2.0), np.random.default_rng(0))
     assert np.allclose(blurred[0], 0.0) and np.allclose(blurred[1], 1.0)  # no mixing across the channel axis
+
+
+def test_percentiles_per_channel_when_the_data_has_several():
+    rng = np.random.default_rng(3)
+    two = np.stack([rng.random((1, 1, 32, 32)), 1000 + 50 * rng.random((1, 1, 32, 32))], axis=1)[:, :, 0]
+    norm = estimate_percentiles([da.from_array(two)], pmin=1.0, pmax=99.0, channel_axis=1)
+    for c in range(2):
+        expected = np.percentile(two[:, c], (1.0, 99.0))
+        assert (norm.low[c], norm.high[c]) == pytest.approx(tuple(expected))
+    assert estimate_percentiles([da.from_array(two[:, :1])], channel_axis=1).channels is None  # one channel: shared

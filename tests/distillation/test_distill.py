@@ -215,3 +215,26 @@ def test_finished_output_is_not_overwritten(tmp_path, clean2d, teacher_ckpt):
     with pytest.raises(InputError, match="already exists"):
         distill(_distill_job(clean2d, teacher_ckpt, out))
     assert out.read_bytes() == before
+
+
+def test_two_channel_data_gets_bounds_per_channel_through_training_restore_and_export(tmp_path, clean2d):
+    """A channel at 0..255 beside one at 10000..60000: each keeps its own percentiles, from training to the
+    restored intensities and the exported package's scale_linear along the channel axis."""
+    from napari_skd import restore
+    from napari_skd.export import check_package, export_bioimageio
+
+    two = np.stack([clean2d, 10000 + 200 * clean2d]).astype(np.float32)  # C, Y, X
+    job = {"data": {"clean": two, "axes": "CYX", "degradation": {"kind": "gaussian", "sigma": 0.05},
+                    "patch_size": 32, "batch_size": 2, "val_patches": 2},
+           "model": "unet-xs", "output": str(tmp_path / "t.pt"), "train": {"steps": 3, "val_every": 3}}  # fmt: skip
+    ck = load_checkpoint(train_teacher(job))
+    assert ck.norm.channels == 2
+    for c in range(2):  # small data: exact percentiles of each channel
+        lo, hi = np.percentile(two[c].astype(np.float64), (1.0, 99.8))
+        assert (ck.norm.low[c], ck.norm.high[c]) == pytest.approx((lo, hi), rel=1e-4, abs=1e-3)
+    out = restore(two, ck, axes="CYX", tile=32, overlap=4, chunks=64)
+    assert 5000 < float(np.median(out[1])) < 65000 and float(np.median(out[0])) < 1000  # each in its own units
+    with pytest.raises(InputError, match="channel 1: "):  # channel 1 ten times brighter: far from its own range
+        restore(np.stack([two[0], 10 * two[1]]), ck, axes="CYX", tile=32, overlap=4, chunks=64)
+    package = export_bioimageio(ck, tmp_path / "t.zip", onnx=False)
+    assert set(check_package(package)) == {"torchscript"}

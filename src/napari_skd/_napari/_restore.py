@@ -220,7 +220,7 @@ class RestoreWidget(Container):
             for role, out in results.items():
                 self._add(out, name, f"preview: {role}" if len(roles) == 1 else f"compare: {role}", offset, kept)
                 if reference is not None:
-                    lines.append(f"{role}: " + _quality(reference, out, cks[role]))
+                    lines.append(f"{role}: " + _quality(reference, out, cks[role], kept))
             if len(roles) > 1:  # only the three compared layers, on one contrast, side by side
                 limits = self.viewer.layers[name].contrast_limits
                 for layer in self.viewer.layers:
@@ -246,11 +246,11 @@ def _limits(data) -> tuple[float, float] | None:
     return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
 
 
-def _quality(reference: np.ndarray, out: np.ndarray, ck) -> str:
-    """PSNR/SSIM in the checkpoint's normalised units (data range 1)."""
-    norm = ck.norm
-    ref = norm.apply(reference.astype(np.float32)) if norm else reference.astype(np.float32)
-    res = norm.apply(out.astype(np.float32)) if norm else out.astype(np.float32)
+def _quality(reference: np.ndarray, out: np.ndarray, ck, axes: str) -> str:
+    """PSNR/SSIM in the checkpoint's normalised units (data range 1); ``axes`` names the arrays' dimensions."""
+    norm, channel_axis = ck.norm, axes.index("C") if "C" in axes else None
+    ref = norm.apply(reference.astype(np.float32), channel_axis) if norm else reference.astype(np.float32)
+    res = norm.apply(out.astype(np.float32), channel_axis) if norm else out.astype(np.float32)
     psnr, ssim = psnr_ssim(np.squeeze(ref), np.squeeze(res))
     return f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}"
 

@@ -115,7 +115,7 @@ class PatchSampler:
             raise InputError(
                 f"image {i} contains NaN or Inf pixels in {region}; replace them (e.g. numpy.nan_to_num) first"
             )
-        return self.norm.apply(block).astype(np.float32)
+        return self.norm.apply(block, channel_axis=0).astype(np.float32)
 
     def _region(self, i: int, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[slice, ...]:
         s_n, _, z_n, y_n, x_n = shape
@@ -145,7 +145,8 @@ class PatchSampler:
         return noisy, clean
 
     def _label(self, i: int, region: tuple[slice, ...]) -> np.ndarray:
-        label = self.norm.apply(np.asarray(self.labels[i][region], dtype=np.float32)).astype(np.float32)
+        label = np.asarray(self.labels[i][region], dtype=np.float32)
+        label = self.norm.apply(label, channel_axis=0).astype(np.float32)
         return label[:, 0] if self.spatial_dims == 2 else label
 
     def _augment(self, arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

@@ -12,13 +12,31 @@ from ..normalize import Normalization
 
 
 def estimate_percentiles(
-    arrays: list[da.Array], pmin: float = 1.0, pmax: float = 99.8, max_samples: int = 2_000_000, seed: int = 0
+    arrays: list[da.Array],
+    pmin: float = 1.0,
+    pmax: float = 99.8,
+    max_samples: int = 2_000_000,
+    seed: int = 0,
+    channel_axis: int | None = None,
 ) -> Normalization:
-    """Percentile normalisation of a dataset.
+    """Percentile normalisation of a dataset: one pair of bounds, or one per channel along ``channel_axis`` when the
+    arrays have several channels there (each channel estimated on its own, with the same sampling).
 
     Arrays whose total size is at most ``max_samples`` are read whole (exact percentiles); larger ones contribute
     random chunks until about ``max_samples`` values are gathered, then a random subset of each chunk.
     """
+    channels = arrays[0].shape[channel_axis] if channel_axis is not None and arrays[0].ndim else 1
+    if channels > 1:
+        per = [
+            _estimate([da.take(a, [c], axis=channel_axis) for a in arrays], pmin, pmax, max_samples, seed)
+            for c in range(channels)
+        ]
+        return Normalization(pmin=pmin, pmax=pmax, low=tuple(n.low for n in per), high=tuple(n.high for n in per))
+    return _estimate(arrays, pmin, pmax, max_samples, seed)
+
+
+def _estimate(arrays: list[da.Array], pmin: float, pmax: float, max_samples: int, seed: int) -> Normalization:
+    """One pair of bounds for all values of ``arrays``."""
     rng = np.random.default_rng(seed)
     total = sum(a.size for a in arrays)
     if total == 0:

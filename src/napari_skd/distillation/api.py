@@ -55,7 +55,7 @@ def train_teacher(
             "data.unlabelled is for distillation (the teacher labels those images); to train a teacher on them, "
             "add them to data.degraded and train self-supervised"
         )
-    norm = estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed)
+    norm = estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed, channel_axis=1)
     channels = (degraded or clean)[0].shape[1]
     torch.manual_seed(job.train.seed)
     model = _build(job.model, channels, channels, job.spatial_dims)
@@ -110,7 +110,9 @@ def distill(
             f"the teacher takes {tcfg.in_channels} channel(s) but the data has {channels}; check data.axes (C) "
             "or use a teacher trained on this kind of image"
         )
-    norm = teacher_ck.norm or estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed)
+    norm = teacher_ck.norm or estimate_percentiles(
+        degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed, channel_axis=1
+    )
     teacher = teacher_ck.model.to(device, memory_format=channels_last(tcfg.spatial_dims)).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

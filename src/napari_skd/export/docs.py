@@ -47,7 +47,9 @@ def make_test_input(ck: Checkpoint, side: int) -> tuple[np.ndarray, str]:
         smooth = gaussian_filter(rng.random(shape), sigma=(0, *[side / 16] * cfg.spatial_dims))
         image = smooth + 0.1 * smooth.std() * rng.standard_normal(shape)
         source = f"seeded smooth random image, {' x '.join(map(str, shape[1:]))}, {cfg.in_channels} channel(s)"
-    low, high = (ck.norm.low, ck.norm.high) if ck.norm else (0.0, 1.0)
+    shape_c = (-1,) + (1,) * (image.ndim - 1)  # per-channel bounds along the channel axis (first here)
+    low = np.reshape(ck.norm.low, shape_c) if ck.norm and ck.norm.channels else (ck.norm.low if ck.norm else 0.0)
+    high = np.reshape(ck.norm.high, shape_c) if ck.norm and ck.norm.channels else (ck.norm.high if ck.norm else 1.0)
     p_lo, p_hi = np.percentile(image, [1, 99.8])
     image = low + (image - p_lo) / max(p_hi - p_lo, 1e-12) * (high - low)
     return image[None].astype(np.float32), source + ", rescaled to the training intensity range"

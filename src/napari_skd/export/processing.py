@@ -11,37 +11,43 @@ from ..checkpoint import Checkpoint
 from .layout import ExportError
 
 
-def _scaling(ck: Checkpoint) -> tuple[float, float] | None:
-    """(gain, offset) of the pre-processing ``x * gain + offset``; None for identity normalisation."""
+def _scaling(ck: Checkpoint) -> tuple[Any, Any] | None:
+    """(gain, offset) of the pre-processing ``x * gain + offset`` (lists for per-channel bounds); None for identity."""
     if ck.norm is None:
         return None
-    span = norm_span(ck)
-    gain, offset = 1.0 / span, -ck.norm.low / span
+    low, high = np.atleast_1d(ck.norm.low), np.atleast_1d(ck.norm.high)
+    gain, offset = 1.0 / (high - low), -low / (high - low)
+    if ck.norm.channels:
+        return [float(g) for g in gain], [float(o) for o in offset]
+    gain, offset = float(gain[0]), float(offset[0])
     return None if (gain, offset) == (1.0, 0.0) else (gain, offset)
 
 
 def norm_span(ck: Checkpoint) -> float:
-    """``high - low`` of the checkpoint's normalisation (1 for identity)."""
-    return ck.norm.high - ck.norm.low if ck.norm else 1.0
+    """``high - low`` of the checkpoint's normalisation (the widest channel's; 1 for identity)."""
+    return float(np.max(np.atleast_1d(ck.norm.high) - np.atleast_1d(ck.norm.low))) if ck.norm else 1.0
 
 
 def processing_descrs(ck: Checkpoint) -> tuple[list, list]:
-    """The pre- and post-processing descriptors: float32, then ``scale_linear`` and its inverse unless identity."""
+    """The pre- and post-processing descriptors: float32, then ``scale_linear`` and its inverse unless identity
+    (along the channel axis for per-channel bounds)."""
     from bioimageio.spec.model import v0_5 as bio  # optional dependency: imported on use
 
     f32 = bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32"))
     scale = _scaling(ck)
     if scale is None:
         return [f32], [f32]
-    gain, offset = scale
     assert ck.norm is not None
-    return (
-        [f32, bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=gain, offset=offset))],
-        [
-            bio.ScaleLinearDescr(kwargs=bio.ScaleLinearKwargs(gain=norm_span(ck), offset=ck.norm.low)),
-            bio.EnsureDtypeDescr(kwargs=bio.EnsureDtypeKwargs(dtype="float32")),
-        ],
-    )
+    gain, offset = scale
+    low, high = ck.norm.low, ck.norm.high
+    if ck.norm.channels:
+        span = [h - lo for lo, h in zip(low, high, strict=True)]
+        pre = bio.ScaleLinearAlongAxisKwargs(axis="channel", gain=gain, offset=offset)
+        post = bio.ScaleLinearAlongAxisKwargs(axis="channel", gain=span, offset=list(low))
+    else:
+        pre = bio.ScaleLinearKwargs(gain=gain, offset=offset)
+        post = bio.ScaleLinearKwargs(gain=high - low, offset=low)
+    return [f32, bio.ScaleLinearDescr(kwargs=pre)], [bio.ScaleLinearDescr(kwargs=post), f32]
 
 
 def as_steps(descrs: Sequence[Any]) -> list[tuple[str, dict]]:
@@ -56,6 +62,10 @@ def apply_processing(steps: Sequence[tuple[str, Mapping[str, Any]]], x: np.ndarr
             x = x.astype(kw["dtype"])
         elif op == "scale_linear" and kw.get("axis") is None:
             x = x * np.float32(kw["gain"]) + np.float32(kw["offset"])
+        elif op == "scale_linear" and kw.get("axis") == "channel":  # tensors are (batch, channel, ...)
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            gain, offset = np.float32(kw["gain"]).reshape(shape), np.float32(kw["offset"]).reshape(shape)
+            x = x * gain + offset
         else:
             raise ExportError(f"check_package does not implement the processing step {op!r} {dict(kw)}")
     return x
@@ -67,7 +77,8 @@ def norm_text(ck: Checkpoint) -> str:
         return "identity: the network sees intensities as they are (no scale_linear)"
     n = ck.norm
     return (
-        f"percentiles {n.pmin} / {n.pmax} of the training data: low {n.low:.6g}, high {n.high:.6g}; "
+        f"percentiles {n.pmin} / {n.pmax} of the training data: {n.bounds_text(6)}"
+        f"{' (per channel)' if n.channels else ''}; "
         f"pre-processing scale_linear(gain=1/(high-low), offset=-low/(high-low)), post-processing its inverse "
         f"scale_linear(gain=high-low, offset=low)"
     )

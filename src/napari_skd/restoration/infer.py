@@ -55,7 +55,7 @@ class BlockRestorer:
         with np.errstate(over="ignore"):  # values beyond float32's range become Inf, refused below
             x = region.astype(np.float32, copy=False)
             if self.norm is not None:
-                x = self.norm.apply(x).astype(np.float32, copy=False)
+                x = self.norm.apply(x, channel_axis=0).astype(np.float32, copy=False)
         if not np.isfinite(x).all():  # NaN/Inf pixels, or values beyond float32's range, would spread over tiles
             axes = "ZYX"[-len(block.read) :]
             where = ", ".join(f"{a} {s.start}:{s.stop}" for a, s in zip(axes, block.read, strict=True))
@@ -73,7 +73,7 @@ class BlockRestorer:
                     raise
                 self._shrink()
         if self.norm is not None:
-            y = self.norm.invert(y)
+            y = self.norm.invert(y, channel_axis=0)
         return cast(y, self.dtype)
 
     def _blend(self, x: np.ndarray, block: Block) -> np.ndarray:

@@ -26,11 +26,12 @@ OFFSET = 1.5
 SAMPLES = 200_000  # values read to estimate the input's percentiles (whole chunks, subsampled)
 
 
-def observed(data: Any, norm: Normalization) -> Normalization | None:
-    """The input's own percentiles (those ``norm`` was made with), or None for data they cannot describe (constant,
-    NaN: the restoration reports those itself)."""
+def observed(data: Any, norm: Normalization, channel_axis: int | None) -> Normalization | None:
+    """The input's own percentiles (those ``norm`` was made with; per channel when ``norm`` is), or None for data
+    they cannot describe (constant, NaN: the restoration reports those itself)."""
+    axis = channel_axis if norm.channels else None
     try:
-        return estimate_percentiles([data], norm.pmin, norm.pmax, max_samples=SAMPLES)
+        return estimate_percentiles([data], norm.pmin, norm.pmax, max_samples=SAMPLES, channel_axis=axis)
     except InputError:
         return None
 
@@ -39,7 +40,12 @@ def far_apart(seen: Normalization, trained: Normalization, dtype: Any = None) ->
     """Whether an input is too far from the training data for the model's output to mean much: its normalised
     percentile span is over :data:`SPAN` times wider than [0, 1], or its centre lies over :data:`OFFSET` ranges from
     the training range's; or its integer ``dtype`` cannot even hold a :data:`SPAN`-th of the training range (8-bit
-    data through a model of 16-bit data). A narrow span alone is allowed: a crop of flat background has one."""
+    data through a model of 16-bit data). A narrow span alone is allowed: a crop of flat background has one. With
+    bounds per channel, one channel far apart is enough."""
+    if trained.channels and seen.channels == trained.channels:
+        return any(far_apart(seen.channel(c), trained.channel(c), dtype) for c in range(trained.channels))
+    trained = trained.channel(0) if trained.channels else trained
+    seen = seen.channel(0) if seen.channels else seen
     a, b = trained.apply(seen.low), trained.apply(seen.high)
     if b - a > SPAN or abs((a + b) / 2 - 0.5) > OFFSET:
         return True
@@ -50,13 +56,13 @@ def far_apart(seen: Normalization, trained: Normalization, dtype: Any = None) ->
 
 
 def effective_norm(
-    data: Any, trained: Normalization | None, mode: Intensities, unit: str | None
+    data: Any, trained: Normalization | None, mode: Intensities, unit: str | None, channel_axis: int | None = None
 ) -> Normalization | None:
     """The normalisation to restore ``data`` with: the checkpoint's (checked unless ``as-is``), or the input's own
     percentiles with ``renormalize``; refuses an input whose intensities are far from the training data's."""
     if trained is None or mode == "as-is":
         return trained
-    seen = observed(data, trained)
+    seen = observed(data, trained, channel_axis)
     if seen is None:
         return trained
     if mode == "renormalize":
@@ -64,10 +70,17 @@ def effective_norm(
     if far_apart(seen, trained, data.dtype):
         units = f" {unit}" if unit else ""
         raise InputError(
-            f"the input's intensities ({trained.pmin:g}-{trained.pmax:g} percentiles: {seen.low:.4g} to "
-            f"{seen.high:.4g}{units}) are far from those the model was trained on ({trained.low:.4g} to "
-            f"{trained.high:.4g}): its output would be meaningless. Check that this is the right model for these "
-            "images; to map the input's own percentiles onto the model's range pass intensities='renormalize' "
-            "(--intensities renormalize), or intensities='as-is' to restore with the checkpoint's normalisation anyway"
+            f"the input's intensities ({trained.pmin:g}-{trained.pmax:g} percentiles: {_span(seen)}{units}) are far "
+            f"from those the model was trained on ({_span(trained)}): its output would be meaningless. Check that "
+            "this is the right model for these images; to map the input's own percentiles onto the model's range "
+            "pass intensities='renormalize' (--intensities renormalize), or intensities='as-is' to restore with the "
+            "checkpoint's normalisation anyway"
         )
     return trained
+
+
+def _span(norm: Normalization) -> str:
+    """``-850 to 883.7``, or one span per channel."""
+    if not norm.channels:
+        return f"{norm.low:.4g} to {norm.high:.4g}"
+    return "; ".join(f"channel {c}: {_span(norm.channel(c))}" for c in range(norm.channels))
