@@ -140,10 +140,6 @@ class RestoreOptions(BaseModel):
         except ValidationError as exc:
             raise InputError("; ".join(_reason(e) for e in exc.errors())) from None
 
-    def restore_kwargs(self) -> dict[str, Any]:
-        """These options as keywords of :func:`napari_skd.restore`."""
-        return {name: getattr(self, name) for name in RestoreOptions.model_fields}
-
 
 def _whole(v: Any, low: int) -> bool:
     """``v`` is a whole number (not a bool) >= ``low``."""
