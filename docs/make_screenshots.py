@@ -56,7 +56,7 @@ def main() -> None:
     models = ModelsWidget(viewer)
     distill = DistillWidget(viewer)
     restore = RestoreWidget(viewer)
-    viewer.window.add_dock_widget(models, name="Models", area="right")
+    models_dock = viewer.window.add_dock_widget(models, name="Models", area="right")
     viewer.window.add_dock_widget(distill, name="Distil", area="right", tabify=True)
 
     distill.degraded.value, distill.clean.value = "nuclei noisy", "nuclei2d"
@@ -72,13 +72,15 @@ def main() -> None:
     models.teacher_file.value = work / "student-teacher.pt"
     models.student_file.value = work / "student.pt"
     models.load("student", work / "student.pt")
-    viewer.window.add_dock_widget(restore, name="Restore", area="right", tabify=True)
+    models_dock.raise_()  # the Models tab in front
     shot(viewer, "models_widget.png")
+    viewer.window.add_dock_widget(restore, name="Restore", area="right", tabify=True)
 
     restore.image.value = "nuclei noisy"
     restore.target.value = ZARR
     restore.path.value = work / "restored.zarr"
-    restore.tile.value = 128
+    restore.tile.value, restore.chunks.value = 128, 128  # a 4 x 4 grid of blocks for the QC heat map
+    restore.qc.value, restore.qc_fraction.value = True, 0.25
     wait(restore.run())
     viewer.layers["nuclei2d"].visible = False
     shot(viewer, "restore_widget.png")

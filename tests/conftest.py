@@ -36,3 +36,35 @@ def untrained(spec, **kwargs) -> torch.nn.Module:
         if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d):
             m.reset_parameters()
     return model
+
+
+class Damaged(torch.nn.Module):
+    """A model plus a large error (0.5 in normalised units) wherever its input is brighter than 0.9: a student that
+    departs from its teacher in one known region, for the fidelity checks."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.config, self.multiple = inner, inner.config, inner.multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + 0.5 * (x > 0.9)
+
+
+@pytest.fixture
+def fresh_session():
+    """No teacher or student loaded in the napari session, before and after the test."""
+    from napari_skd._napari._session import SESSION
+
+    SESSION.teacher = SESSION.student = None
+    yield SESSION
+    SESSION.teacher = SESSION.student = None
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages shown as napari error notifications."""
+    import napari_skd._napari._qt as qt
+
+    shown = []
+    monkeypatch.setattr(qt, "show_error", shown.append)
+    return shown

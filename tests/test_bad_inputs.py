@@ -108,6 +108,19 @@ HANDLED: list[tuple[str, str, str]] = [
     ("a folder of mixed images (TIFF, NIfTI, DICOM) and other files",
      "expanded to its images, each its own input; the warning names what was skipped and why; only a folder whose "
      "images are all DICOM is read as one series", "test_a_mixed_folder_is_its_images_not_a_dicom_series"),
+    ("a 3-D model on a stack thinner than its patch (8 slices, default patch 64)",
+     "trained with patches shrunk along Z to fit the stack (and, the size left at its default, in Y and X to leave "
+     "room for validation: 8 x 32 x 32 here); a progress message says so",
+     "test_an_8_slice_stack_trains_a_3d_teacher_and_student"),
+    ("a small volume (24 x 58 x 58) with the default patch settings",
+     "the patch shrinks to fit and validation holds out the last Z slices (or samples; or the patch shrinks further "
+     "to leave validation rows); progress messages say what was chosen",
+     "test_a_small_volume_trains_with_the_default_patch_settings"),
+    ("CAREamics' axes `SYX` (a stack of independent samples), given or in TIFF metadata",
+     "read as `TYX`: each sample trained on and restored on its own; an OME-Zarr output names the axis `t`",
+     "test_syx_arrays_and_tiffs_restore_like_a_time_series"),
+    ("a bioformats2raw OME-Zarr container holding one image", "that image is opened",
+     "test_a_container_of_one_image_opens_that_image"),
     ("a bioimage.io export of a model trained on files whose names are personal data",
      "the names are withheld from the package (README, record) unless `--include-paths`",
      "test_paths_are_withheld_wherever_the_record_names_files"),
@@ -292,6 +305,20 @@ def _(tmp: Path, env: Env) -> Case:
 def _(tmp: Path, env: Env) -> Case:
     src, out = tiff(tmp / "rgb.tif", picture((3, 48, 48))), tmp / "out.zarr"
     return Case([*restore_args(src, env.ck2ch, out), "--axes", "CYX"], [src, env.ck2ch], [out])
+
+
+@row("cli-bioformats2raw-several-images", "cli", "a bioformats2raw OME-Zarr container holding two images (0/, 1/)",
+     "is a bioformats2raw container holding 2 images (0, 1) ... open one of them, e.g. ... two.zarr/0")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src, out = tmp / "two.zarr", tmp / "out.zarr"
+    root = zarr.open_group(str(src), mode="w", zarr_format=2)
+    root.attrs["bioformats2raw.layout"] = 3
+    for name in "01":
+        image = root.create_group(name)
+        image.create_array("0", data=picture())
+        image.attrs["multiscales"] = [{"version": "0.4", "axes": [{"name": "y"}, {"name": "x"}],
+                                       "datasets": [{"path": "0"}]}]  # fmt: skip
+    return Case(restore_args(src, env.ck2d, out), [src, env.ck2d], [out])
 
 
 @row("cli-missing-file", "cli", "an input path that does not exist", "file not found: ... check the path")
@@ -709,12 +736,34 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(lambda: train_teacher(teacher_job([picture(), picture((1, 1))], out)), [], trained(out))
 
 
-@row("api-volume-thinner-than-patch", "api", "a 3-D model on a volume 8 slices deep with 16-voxel patches",
-     "patch size 16 is larger than the image depth Z=8")  # fmt: skip
+@row("api-volume-too-thin-for-3d", "api", "a 3-D model on a volume 4 slices deep (3-D patches need 8)",
+     "an image is only 4 slice(s) deep (Z), but 3D patches need at least 8 ... train a 2D model")  # fmt: skip
 def _(tmp: Path, env: Env) -> Case:
     out = tmp / "teacher.pt"
-    job = {**teacher_job(picture((8, 48, 48)), out, axes="ZYX"), "spatial_dims": 3}
+    job = {**teacher_job(picture((4, 48, 48)), out, axes="ZYX"), "spatial_dims": 3}
     return Case(lambda: train_teacher(job), [], trained(out))
+
+
+@row("api-3d-patch-deeper-than-volume", "api", "`patch_size: [16, 16, 16]` (given per axis) on a volume 8 slices deep",
+     "patch size 16 is larger than the image depth Z=8; ... or give one side only")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    out = tmp / "teacher.pt"
+    job = {**teacher_job(picture((8, 48, 48)), out, axes="ZYX", patch_size=[16, 16, 16]), "spatial_dims": 3}
+    return Case(lambda: train_teacher(job), [], trained(out))
+
+
+@row("api-no-room-for-validation", "api",
+     "a 40 x 40 image with `patch_size: 32` (validation and training patches cannot both fit)",
+     "image 0 (40 x 40 in Y, X) cannot hold a validation region ... set val_fraction to 0")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    out = tmp / "teacher.pt"
+    return Case(lambda: train_teacher(teacher_job(picture((40, 40)), out, patch_size=32)), [], trained(out))
+
+
+@row("api-axes-sample-and-time", "api", "`axes='STYX'`: CAREamics' sample axis S beside a time axis T",
+     "name both S (samples) and T (time) ... merge the two dimensions first")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    return Case(lambda: restore(picture((2, 3, 48, 48)), env.ck2d, axes="STYX", **API_GRID), [env.ck2d])
 
 
 @row("api-int64-near-limit", "api", "int64 training data around 2**62 (a spread of about 250)",

@@ -1,4 +1,9 @@
-"""Axes strings with OME-NGFF letters (T, C, Z, Y, X): validation and resolution, never a silent guess."""
+"""Axes strings with OME-NGFF letters (T, C, Z, Y, X): validation and resolution, never a silent guess.
+
+``S`` (CAREamics' sample axis: a stack of independent images) is accepted and read as ``T``: napari-skd trains on
+and restores every time point, like every sample, as an image of its own, so the two mean the same here. An axes
+string may name one of them, not both (merge them into one axis first). Outputs name that axis ``T``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ from collections.abc import Sequence
 
 from .errors import InputError
 
-AXES_LETTERS = "TCZYX"
+AXES_LETTERS = "TCZYX"  # the canonical order
+SAMPLE = "S"  # CAREamics' sample axis, read as T
 
 # What a shape without axes could mean, by number of dimensions (offered in the ambiguity error).
 _CHOICES = {
@@ -17,15 +23,16 @@ _CHOICES = {
 
 
 def validate_axes(axes: str, ndim: int) -> str:
-    """Upper-cased ``axes`` after checking it names each of ``ndim`` dimensions once, with Y and X among them."""
+    """Upper-cased ``axes`` after checking it names each of ``ndim`` dimensions once, with Y and X among them;
+    a sample axis ``S`` comes back as ``T``."""
     if not isinstance(axes, str):
         raise InputError(f"axes must be a string of letters such as 'ZYX', not {type(axes).__name__}")
     axes = axes.upper()
-    unknown = sorted({a for a in axes if a not in AXES_LETTERS}, key=axes.index)
+    unknown = sorted({a for a in axes if a not in AXES_LETTERS + SAMPLE}, key=axes.index)
     if unknown:
         raise InputError(
             f"axes {axes!r} contains unknown letter(s) {', '.join(unknown)}; "
-            f"allowed letters are {', '.join(AXES_LETTERS)} (time, channel, Z, Y, X)"
+            f"allowed letters are {', '.join(AXES_LETTERS)} (time, channel, Z, Y, X) and S (samples, read as T)"
         )
     repeated = sorted({a for a in axes if axes.count(a) > 1}, key=axes.index)
     if repeated:
@@ -39,7 +46,13 @@ def validate_axes(axes: str, ndim: int) -> str:
             f"axes {axes!r} has {len(axes)} letter(s) but the image has {ndim} dimension(s); "
             f"give one letter per dimension{example}"
         )
-    return axes
+    if SAMPLE in axes and "T" in axes:
+        raise InputError(
+            f"axes {axes!r} name both S (samples) and T (time): napari-skd treats each sample and each time point "
+            "as an independent image along one axis, so give only one of them; merge the two dimensions first "
+            "(e.g. reshape an (S, T, Y, X) array to (S*T, Y, X) and pass axes 'SYX')"
+        )
+    return axes.replace(SAMPLE, "T")
 
 
 def resolve_axes(shape: Sequence[int], axes: str | None = None, metadata_axes: str | None = None) -> str:

@@ -10,7 +10,7 @@ from typing import Literal
 
 #: What a long-running call is doing: preparing, labelling data with the teacher, training (a student, or a teacher
 #: in "train" and, inside the Distil widget's two-stage run, "teacher"), restoring blocks; then "done" or "stopped".
-Phase = Literal["prepare", "label", "train", "teacher", "restore", "done", "stopped"]
+Phase = Literal["prepare", "label", "train", "teacher", "restore", "qc", "done", "stopped"]
 
 
 @dataclass

@@ -46,7 +46,7 @@ def test_info_checkpoint(capsys):
         (["info", "missing.pt"], "checkpoint file not found: missing.pt"),
         (["info", "--preset", "student-xs", "--size", "0"], "--size must be a positive integer"),
         (["info", "--preset", "huge"], "invalid choice: 'huge'"),
-        (["bench", "--image", "nothing"], "unknown sample 'nothing'"),
+        (["bench", "--image", "nothing"], "--image 'nothing' is neither a sample name"),
         (["bench", "--size", "5000"], "larger than the image"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

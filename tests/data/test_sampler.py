@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from napari_skd.data.degrade import DegradationConfig, degrade
+from napari_skd.data.patches import HeldOut
 from napari_skd.data.sampler import PatchSampler
 from napari_skd.data.stats import estimate_percentiles
 from napari_skd.errors import InputError
@@ -40,7 +41,7 @@ def test_a_batch_is_a_pure_function_of_seed_step_and_rank():
 def test_training_patches_never_read_the_validation_rows():
     # 10 % of 96 rows is 10, raised to one patch (16 rows): those rows hold 100, every other pixel is below 1
     s = sampler([volume(held_out_value=100.0, val_rows=16)], val_fraction=0.1, augment=False)
-    assert s.val_rows == [16]
+    assert s.plan.held_out == (HeldOut("Y", 16),)
     for step in range(50):
         assert float(s.batch(step, 8).target.max()) < 1.0
     assert float(s.validation.target.min()) == 100.0  # the validation set comes from those rows only

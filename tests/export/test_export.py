@@ -297,7 +297,7 @@ def test_unwritable_output_folder(tmp_path):
 
 def test_missing_bioimageio_spec_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "bioimageio.spec", None)
-    with pytest.raises(InputError, match=r"napari-skd\[export\]"):
+    with pytest.raises(InputError, match=r"install the export extra"):
         export_bioimageio(tmp_path / "model.pt", tmp_path / "out.zip")
 
 

@@ -438,7 +438,7 @@ def test_zarr_group_with_several_arrays_names_them(tmp_path):
 @pytest.mark.parametrize(("module", "path"), [("nibabel", "mri_t1_mni152.nii.gz"), ("pydicom", "ct_dicom")])
 def test_missing_medical_packages(monkeypatch, module, path):
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
-    with pytest.raises(InputError, match=r"install napari-skd\[medical\]"):
+    with pytest.raises(InputError, match=r"install the medical extra"):
         open_image(sample_dir() / path)
 
 

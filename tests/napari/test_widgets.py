@@ -17,22 +17,7 @@ from napari_skd.checkpoint import load_checkpoint, save_checkpoint
 from napari_skd.models import build_model
 from napari_skd.samples import load_sample
 
-
-@pytest.fixture(autouse=True)
-def _fresh_session():
-    SESSION.teacher = SESSION.student = None
-    yield
-    SESSION.teacher = SESSION.student = None
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages shown as napari error notifications."""
-    shown = []
-    import napari_skd._napari._qt as qt
-
-    monkeypatch.setattr(qt, "show_error", shown.append)
-    return shown
+pytestmark = pytest.mark.usefixtures("fresh_session")
 
 
 @pytest.fixture
@@ -213,9 +198,9 @@ def test_preview_and_compare_show_psnr_against_clean(make_napari_viewer, qtbot, 
     with qtbot.waitSignal(job.worker.finished, timeout=60_000):
         pass
     assert {"compare: input", "compare: teacher", "compare: student"} <= {layer.name for layer in viewer.layers}
-    from napari_skd._napari._restore import _grid
+    from napari_skd._napari._view import grid
 
-    assert _grid(viewer).enabled
+    assert grid(viewer).enabled
     assert "teacher: PSNR" in widget.status.value and "student: PSNR" in widget.status.value
 
 

@@ -242,7 +242,7 @@ def test_out_of_memory_halves_the_tile_and_reports_it(ckpt):
     small = Checkpoint(model=SmallMemory(c.model), config=c.config, role="teacher", norm=c.norm)
     events = []
     out = restore(NUCLEI[:96, :96], small, tile=64, overlap=16, chunks=80, progress=events.append)
-    assert any("out of memory" in e.message and "(64, 64) -> (32, 32)" in e.message for e in events)
+    assert any("out of memory" in e.message and "(64x64 -> 32x32 voxels)" in e.message for e in events)
     assert np.array_equal(out, restore(NUCLEI[:96, :96], c, tile=32, overlap=16, chunks=80))
 
 

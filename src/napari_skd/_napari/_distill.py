@@ -1,4 +1,5 @@
-"""Distill widget: pick layers, optionally train a teacher first, distil a student with live progress and Stop."""
+"""Distill widget: pick layers or files, optionally train a teacher first, distil a student with live progress and
+Stop."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from ._session import SESSION
 
 DEGRADATIONS: list[str] = list(get_args(DegradationConfig.model_fields["kind"].annotation))
 TEACHER_MODES = ["use the loaded teacher", "train a teacher first"]
+#: Where the training images come from: image layers, or files / a folder that need not be loaded.
+LAYERS, FILES, FOLDER = "image layers", "files", "a folder"
+PATH_MODES = {FILES: "rm", FOLDER: "d"}
 #: Quick-start sizes for an interactive session on a laptop CPU (the job models' defaults suit longer runs).
 QUICK = {"teacher_preset": "teacher-tiny", "teacher_steps": 300, "student": "student-tiny", "steps": 200}
 
@@ -65,17 +69,36 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
     return teacher_job, distill_job
 
 
+def path_source(value: Path | tuple[Path, ...] | None) -> str | list[str] | None:
+    """A file picker's value as a job's data source: a path, a list of paths (in name order, as in a folder, so
+    degraded and clean files pair up however they were picked), or None when empty."""
+    if isinstance(value, tuple):
+        return sorted(str(p) for p in value) or None
+    return None if value is None or not str(value) else str(value)
+
+
 class DistillWidget(Container):
     """Everything a distillation needs, with a progress bar, a live loss plot and a Stop button."""
 
     def __init__(self, napari_viewer=None):
         self.viewer = napari_viewer
+        self.source = ComboBox(
+            label="data from", choices=[LAYERS, FILES, FOLDER], value=LAYERS,
+            tooltip="image layers, or image files / a folder of images read from disk (need not be loaded)",
+        )  # fmt: skip
         self.degraded = layer_picker(napari_viewer, "degraded layer", optional=True)
         self.clean = layer_picker(napari_viewer, "clean layer", optional=True)
-        self.axes = LineEdit(label="axes", value="YX", tooltip="OME letters of the layer's axes, e.g. YX, ZYX, TZYX")
+        path_help = "TIFF, OME-Zarr, zarr, NIfTI or DICOM; aligned degraded and clean images in the same order"
+        self.degraded_path = FileEdit(label="degraded files", mode="rm", nullable=True, visible=False,
+                                      tooltip=path_help)  # fmt: skip
+        self.clean_path = FileEdit(label="clean files", mode="rm", nullable=True, visible=False, tooltip=path_help)
+        self.axes = LineEdit(
+            label="axes", value="YX",
+            tooltip="OME letters of the images' axes, e.g. YX, ZYX, TZYX; for files, empty: from the file's metadata",
+        )  # fmt: skip
         self.degradation = ComboBox(
             label="synthetic noise", choices=["none", *DEGRADATIONS], value="none",
-            tooltip="degrade clean images on the fly (when no degraded layer is given)",
+            tooltip="degrade clean images on the fly (when no degraded images are given)",
         )  # fmt: skip
         self.noise = field_widget(DegradationConfig, "sigma", label="noise sigma", max=2.0, step=0.01)
         self.teacher_mode = ComboBox(label="teacher", choices=TEACHER_MODES, value=TEACHER_MODES[0])
@@ -106,8 +129,11 @@ class DistillWidget(Container):
         self.start, self.stop, self.progress, self.status = run_controls("Distil")
         super().__init__(
             widgets=[
+                self.source,
                 self.degraded,
                 self.clean,
+                self.degraded_path,
+                self.clean_path,
                 self.axes,
                 self.degradation,
                 self.noise,
@@ -138,6 +164,7 @@ class DistillWidget(Container):
         self.task: Task | None = None
         self.advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", v))
         self.degraded.changed.connect(self._guess_axes)
+        self.source.changed.connect(self._show_source)
         self.start.changed.connect(self.run)
         self.stop.changed.connect(self.request_stop)
 
@@ -145,6 +172,32 @@ class DistillWidget(Container):
         if self.viewer is not None and name in self.viewer.layers:
             layer = self.viewer.layers[name]
             self.axes.value = default_axes(layer.ndim, getattr(layer, "rgb", False))
+
+    def _show_source(self, source: str) -> None:
+        """Show the layer pickers or the file pickers (for files or a folder)."""
+        from_files = source != LAYERS
+        self.degraded.visible = self.clean.visible = not from_files
+        self.degraded_path.visible = self.clean_path.visible = from_files
+        if from_files:
+            for box in (self.degraded_path, self.clean_path):
+                box.mode = PATH_MODES[source]
+                box.label = f"{'degraded' if box is self.degraded_path else 'clean'} {source.removeprefix('a ')}"
+            self.axes.value = ""  # read from each file (an ambiguous shape is refused with the choices)
+        else:
+            self._guess_axes(self.degraded.value)
+
+    def data_sources(self) -> tuple[Any, Any]:
+        """The (degraded, clean) sources chosen: layer data, or paths (files, a folder); None where not given."""
+        if self.source.value == LAYERS:
+            degraded, clean = layer_array(self.viewer, self.degraded.value), layer_array(self.viewer, self.clean.value)
+            if degraded is None and clean is None:
+                raise InputError("pick a degraded layer, a clean layer (with synthetic noise), or both")
+            return degraded, clean
+        degraded, clean = path_source(self.degraded_path.value), path_source(self.clean_path.value)
+        if degraded is None and clean is None:
+            what = "a folder" if self.source.value == FOLDER else "files"
+            raise InputError(f"choose {what} of degraded images, of clean images (with synthetic noise), or both")
+        return degraded, clean
 
     def form(self) -> dict[str, Any]:
         names = ["axes", "degradation", "noise", "teacher_mode", "teacher_preset", "teacher_steps", "student",
@@ -155,10 +208,7 @@ class DistillWidget(Container):
     def run(self) -> Task | None:
         """Start the job in a worker thread (returns it, or None when the form is invalid)."""
         try:
-            degraded = layer_array(self.viewer, self.degraded.value)
-            clean = layer_array(self.viewer, self.clean.value)
-            if degraded is None and clean is None:
-                raise InputError("pick a degraded layer, a clean layer (with synthetic noise), or both")
+            degraded, clean = self.data_sources()
             teacher_job, distill_job = build_jobs(self.form(), degraded, clean, SESSION.teacher)
         except Exception as exc:  # validation errors from pydantic read well enough
             report_error(exc if isinstance(exc, InputError) else InputError(str(exc)))

@@ -1,8 +1,12 @@
-"""The region a preview restores: the current slice of the non-displayed axes, cropped around the camera centre."""
+"""The region a preview restores (the current slice of the non-displayed axes, cropped around the camera centre)
+and the quality line of its result."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..evaluation import psnr_ssim
+from ..normalize import Normalization
 
 
 def preview_region(
@@ -35,3 +39,12 @@ def region_axes(axes: str, region: tuple[slice | int, ...]) -> str:
 def region_offset(region: tuple[slice | int, ...]) -> list[int]:
     """Start of every axis of ``region`` (for the preview layer's translate)."""
     return [r.start or 0 if isinstance(r, slice) else r for r in region]
+
+
+def quality(reference: np.ndarray, out: np.ndarray, norm: Normalization | None, axes: str) -> str:
+    """PSNR/SSIM in a checkpoint's normalised units (data range 1); ``axes`` names the arrays' dimensions."""
+    channel_axis = axes.index("C") if "C" in axes else None
+    ref = norm.apply(reference.astype(np.float32), channel_axis) if norm else reference.astype(np.float32)
+    res = norm.apply(out.astype(np.float32), channel_axis) if norm else out.astype(np.float32)
+    psnr, ssim = psnr_ssim(np.squeeze(ref), np.squeeze(res))
+    return f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}"

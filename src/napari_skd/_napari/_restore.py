@@ -1,5 +1,6 @@
 """Restore widget: restore a layer (or just the current view) with the loaded teacher or student, lazily and
-block by block into OME-Zarr, with progress, Stop and a one-click teacher / student comparison."""
+block by block into OME-Zarr, with progress, Stop, a fidelity check of the student against the teacher (a heat map
+over the image) and a one-click teacher / student comparison."""
 
 from __future__ import annotations
 
@@ -9,20 +10,25 @@ from pathlib import Path
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 
+from ..checkpoint import Checkpoint
 from ..errors import InputError
-from ..evaluation import psnr_ssim
 from ..progress import ProgressEvent
 from ..restoration.api import run_prepared
+from ..restoration.fidelity import FidelityReport
 from ..restoration.options import RestoreOptions
 from ..restoration.prepare import prepare
+from ..restoration.qc import check_result, read_qc
 from ..restoration.store import output_exists, read_output
 from ._fields import field_widget
 from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
-from ._preview import preview_region, region_axes, region_offset
+from ._preview import preview_region, quality, region_axes, region_offset
+from ._qc import heatmap_layer
 from ._qt import Task, notify, report_error, run_controls
 from ._session import SESSION
+from ._view import camera, display_limits, side_by_side
 
 MEMORY, ZARR = "new layer (in memory)", "OME-Zarr file (large data)"
+DIFF = "compare: |student - teacher|"
 
 
 class RestoreWidget(Container):
@@ -37,10 +43,18 @@ class RestoreWidget(Container):
         self.tile = field_widget(RestoreOptions, "tile", max=4096, step=8)
         self.overlap = field_widget(RestoreOptions, "overlap", max=512, step=8)
         self.batch = field_widget(RestoreOptions, "batch_size", label="batch", max=256)
+        self.chunks = field_widget(RestoreOptions, "chunks", label="block", max=8192, step=64)
         self.intensities = field_widget(RestoreOptions, "intensities")
         self.target = ComboBox(label="output", choices=[MEMORY, ZARR], value=MEMORY)
         self.path = FileEdit(label="OME-Zarr path", mode="w", value=str(Path.home() / "napari-skd" / "restored.zarr"))
         self.overwrite = CheckBox(text="overwrite an existing output", value=False)
+        self.qc = CheckBox(
+            text="check the student against the teacher (QC)",
+            value=False,
+            tooltip="After restoring, the teacher restores a sample of the blocks (always the ones the student "
+            "changed most); a heat map shows where the student departs from it",
+        )
+        self.qc_fraction = field_widget(RestoreOptions, "qc_fraction", label="QC fraction", min=0.001, max=1, step=0.01)
         self.start, self.stop, self.progress, self.status = run_controls("Restore")
         self.preview_size = SpinBox(label="preview size", value=256, min=16, max=4096, step=16)
         self.preview = PushButton(text="Preview current view")
@@ -54,10 +68,13 @@ class RestoreWidget(Container):
                 self.tile,
                 self.overlap,
                 self.batch,
+                self.chunks,
                 self.intensities,
                 self.target,
                 self.path,
                 self.overwrite,
+                self.qc,
+                self.qc_fraction,
                 self.start,
                 self.preview_size,
                 self.preview,
@@ -69,6 +86,7 @@ class RestoreWidget(Container):
         )
         self.task: Task | None = None
         self.output_layer = None
+        self.report: FidelityReport | None = None  # the last fidelity check
         self._last_refresh = 0.0
         self.image.changed.connect(self._guess_axes)
         self.start.changed.connect(self.run)
@@ -89,10 +107,20 @@ class RestoreWidget(Container):
             raise InputError(f"load a {role} in the Models widget first")
         return ck
 
-    def _options(self, axes: str | None) -> RestoreOptions:
+    def _options(self, axes: str | None, qc_teacher: Checkpoint | None = None) -> RestoreOptions:
         """The form's options (0 = automatic) for an image with ``axes``."""
         return RestoreOptions.of(axes=axes, tile=self.tile.value or None, overlap=self.overlap.value or None,
-                                 batch_size=self.batch.value or None, intensities=self.intensities.value)  # fmt: skip
+                                 batch_size=self.batch.value or None, chunks=self.chunks.value or None,
+                                 intensities=self.intensities.value,
+                                 qc_teacher=qc_teacher, qc_fraction=self.qc_fraction.value)  # fmt: skip
+
+    def _qc_teacher(self, role: str) -> Checkpoint | None:
+        """The teacher to check the student against, when QC is ticked."""
+        if not self.qc.value:
+            return None
+        if role != "student":
+            raise InputError("QC checks the student against the teacher: choose the model 'student', or untick QC")
+        return self._checkpoint("teacher")
 
     def _begin(self, fn, on_done) -> Task:
         self.task = Task(fn, self._on_event, on_done, self._on_finally)
@@ -128,7 +156,7 @@ class RestoreWidget(Container):
             layer.data, layer.scale, layer.translate = data, scale, translate
             return layer
         return self.viewer.add_image(data, name=name, scale=scale, translate=translate,
-                                     contrast_limits=_limits(data))  # fmt: skip
+                                     contrast_limits=display_limits(data))  # fmt: skip
 
     # --- whole layer -----------------------------------------------------------------------------------------
     def run(self) -> Task | None:
@@ -138,8 +166,9 @@ class RestoreWidget(Container):
             if layer_array(self.viewer, name) is None:
                 raise InputError("pick an image layer to restore")
             data = layer_image(self.viewer, name, self.axes.value or "")
-            options = self._options(data.axes)
+            teacher = self._qc_teacher(role)
             output = Path(self.path.value) if self.target.value == ZARR else None
+            options = self._options(data.axes, teacher if output is not None else None)
         except InputError as exc:
             report_error(exc)
             return None
@@ -148,15 +177,25 @@ class RestoreWidget(Container):
         title = f"{name} restored ({role})"
         overwrite = self.overwrite.value
 
+        fraction = self.qc_fraction.value
+
         def work(progress, cancel):
             job = prepare(data, ck, options)
-            return run_prepared(job, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
+            result = run_prepared(job, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
+            if teacher is None or (cancel is not None and cancel.is_set()):
+                return result, None
+            if output is None:
+                return result, check_result(job, result, teacher, fraction, progress=progress, cancel=cancel)
+            return result, read_qc(output)
 
-        def done(result):
+        def done(got):
+            result, self.report = got
             if output is None:
                 self._add(result, name, title)
             else:
                 self._show_zarr(force=True)
+            if self.report is not None:
+                self._show_qc(self.report, name, f"{title} QC: RMS |student - teacher| per block", data.axes)
             notify(f"restored {name} with the {role}" + (f" into {output}" if output else ""))
 
         self._zarr = (output, name, title, data.axes)  # the layer's axes when the job started
@@ -178,13 +217,22 @@ class RestoreWidget(Container):
         else:
             self.output_layer.data = data
 
+    def _show_qc(self, report: FidelityReport, source: str, title: str, axes: str) -> None:
+        """The fidelity heat map over the restored image, and its summary in the status line."""
+        src = self.viewer.layers[source]
+        grid, kwargs = heatmap_layer(report, axes, src.scale, src.translate)
+        if title in self.viewer.layers:
+            self.viewer.layers.remove(title)
+        self.viewer.add_image(grid, name=title, **kwargs)
+        self.status.value = report.lines(worst=0)[0]
+
     # --- preview and comparison ------------------------------------------------------------------------------
     def _region(self, name: str):
         layer = self.viewer.layers[name]
         data = layer_array(self.viewer, name)
         current = tuple(int(round(v)) for v in layer.world_to_data(self.viewer.dims.point))
         center_world = list(self.viewer.dims.point)
-        center_world[-2:] = _camera(self.viewer).center[-2:]
+        center_world[-2:] = camera(self.viewer).center[-2:]
         center = layer.world_to_data(center_world)
         axes = self.axes.value
         y, x = center[axes.index("Y")], center[axes.index("X")]
@@ -220,14 +268,11 @@ class RestoreWidget(Container):
             for role, out in results.items():
                 self._add(out, name, f"preview: {role}" if len(roles) == 1 else f"compare: {role}", offset, kept)
                 if reference is not None:
-                    lines.append(f"{role}: " + _quality(reference, out, cks[role], kept))
-            if len(roles) > 1:  # only the three compared layers, on one contrast, side by side
-                limits = self.viewer.layers[name].contrast_limits
-                for layer in self.viewer.layers:
-                    layer.visible = layer.name.startswith("compare: ")
-                    if layer.visible:
-                        layer.contrast_limits = limits
-                _grid(self.viewer).enabled = True
+                    lines.append(f"{role}: " + quality(reference, out, cks[role].norm, kept))
+            if len(roles) > 1:  # input, teacher, student and their difference, labelled, in a 2 x 2 grid
+                diff = np.abs(results["student"].astype(np.float32) - results["teacher"].astype(np.float32))
+                self._add(diff, name, DIFF, offset, kept).colormap = "inferno"
+                side_by_side(self.viewer, "compare: ", self.viewer.layers[name].contrast_limits, own_contrast=(DIFF,))
             self.status.value = "; ".join(lines) if lines else f"preview of {kept} region at {offset}"
 
         return self._begin(work, done)
@@ -236,32 +281,3 @@ class RestoreWidget(Container):
         """Restore the current view with the teacher and the student and show input, teacher and student side by
         side (grid mode), with PSNR/SSIM against the clean layer when one is chosen."""
         return self.run_preview(("teacher", "student"))
-
-
-def _limits(data) -> tuple[float, float] | None:
-    arr = np.asarray(data) if not hasattr(data, "dask") else None
-    if arr is None or arr.size == 0:
-        return None
-    lo, hi = np.percentile(arr, (0.5, 99.5))
-    return (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
-
-
-def _quality(reference: np.ndarray, out: np.ndarray, ck, axes: str) -> str:
-    """PSNR/SSIM in the checkpoint's normalised units (data range 1); ``axes`` names the arrays' dimensions."""
-    norm, channel_axis = ck.norm, axes.index("C") if "C" in axes else None
-    ref = norm.apply(reference.astype(np.float32), channel_axis) if norm else reference.astype(np.float32)
-    res = norm.apply(out.astype(np.float32), channel_axis) if norm else out.astype(np.float32)
-    psnr, ssim = psnr_ssim(np.squeeze(ref), np.squeeze(res))
-    return f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f}"
-
-
-def _camera(viewer):
-    """The camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(viewer, "scene", None)
-    return scene.camera if scene is not None else viewer.camera
-
-
-def _grid(viewer):
-    """The grid settings (``viewer.canvas.grid`` since napari 0.9, ``viewer.grid`` before)."""
-    canvas = getattr(viewer, "canvas", None)
-    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid

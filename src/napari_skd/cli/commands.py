@@ -14,13 +14,15 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..data.degrade import DegradationConfig
+from ..describe import flops_text, training_record
 from ..device import resolve_device
 from ..errors import InputError
 from ..evaluation import heldout_pair, psnr_ssim, restore_whole
+from ..io import open_image
 from ..models import PRESETS, build_model, count_flops, count_params, latency
 from ..normalize import Normalization
 from ..restoration.job import run_restore_job
-from ..samples import load_sample
+from ..samples import SAMPLES, load_sample
 from .jobs import load_job
 from .report import progress_printer, say
 
@@ -53,10 +55,17 @@ def cmd_info(args: argparse.Namespace, cancel=None) -> None:
         if ck.teacher_hash:
             print(f"teacher_hash: {ck.teacher_hash}")
     cfg = model.config
+    flops = count_flops(model, size)
     print(f"architecture: {cfg.model_dump_json()}")
     print(f"params: {count_params(model)}")
-    print(f"flops: {count_flops(model, size)}")
+    print(f"flops: {flops}")  # machine lines above (parsed by scripts): keep their names and formats
     print(f"flops_input: {'x'.join([str(size)] * cfg.spatial_dims)}")
+    print(f"compute: {flops_text(flops, size, cfg.spatial_dims)} (--size changes the input)")
+    if not args.preset:
+        record = training_record(ck)
+        print("training record:" + ("" if record else " none stored in this file"))
+        for label, text in record.items():
+            print(f"  {label}: {text}")
 
 
 def _bench_model(spec: str):
@@ -72,21 +81,48 @@ def _bench_model(spec: str):
     return path.stem, ck.model, ck.norm
 
 
+def bench_image(spec: str, axes: str | None = None) -> tuple[np.ndarray, str]:
+    """The 2D plane ``bench`` measures on, from a sample name or an image file, and a line saying what it is.
+
+    A stack gives one YX plane: the middle Z slice, the first channel and the first time point (said in the line).
+    """
+    if spec in SAMPLES:
+        data, meta = load_sample(spec)
+        image = open_image(data, axes=meta["axes"])
+        name = f"{spec} ({meta['modality']})"
+    elif Path(spec).exists():
+        image = open_image(spec, axes=axes)
+        name = spec
+    else:
+        raise InputError(
+            f"--image {spec!r} is neither a sample name ({', '.join(SAMPLES)}) nor an existing file or folder: "
+            "give a sample name or the path of your own image (TIFF, OME-Zarr, NIfTI or DICOM)"
+        )
+    picks = {a: n // 2 if a == "Z" else 0 for a, n in zip(image.axes, image.shape, strict=True) if a not in "YX"}
+    plane = np.asarray(image.data[tuple(picks.get(a, slice(None)) for a in image.axes)])
+    if image.axes.index("Y") > image.axes.index("X"):
+        plane = plane.T
+    sizes = dict(zip(image.axes, image.shape, strict=True))
+    took = ", ".join(
+        f"{a} {i} ({'middle' if a == 'Z' else 'first'} of {sizes[a]})" for a, i in picks.items() if sizes[a] > 1
+    )
+    where = f": {took}, from {image.axes} {'x'.join(map(str, image.shape))}" if took else ""
+    return plane, f"{name}, {plane.shape[0]}x{plane.shape[1]} (YX){where}"
+
+
 def cmd_bench(args: argparse.Namespace, cancel=None) -> None:
     if args.presets is not None:
         return _bench_presets(args)
 
     size = _positive("size", args.size)
     repeats = _positive("repeats", args.repeats)
-    image, meta = load_sample(args.image)
-    if image.ndim != 2:
-        image = image[image.shape[0] // 2]
+    image, what = bench_image(args.image, args.axes)
     if min(image.shape) < size:
         raise InputError(f"--size {size} is larger than the image {args.image} ({image.shape}); use a smaller size")
     device, why = resolve_device(args.device)
     models = [_bench_model(spec) for spec in [args.teacher, *args.students]]
     print(f"device: {why}")
-    print(f"image: {args.image} ({meta['modality']}), {image.shape[0]}x{image.shape[1]}")
+    print(f"image: {what}")
     if args.degradation:
         norm = models[0][2] or Normalization(low=float(np.percentile(image, 1)), high=float(np.percentile(image, 99.8)))
         deg = DegradationConfig(kind=args.degradation, sigma=args.sigma, peak=args.peak)
@@ -115,11 +151,10 @@ def _bench_presets(args: argparse.Namespace) -> None:
     unknown = [p for p in args.presets if p not in PRESETS]
     if unknown:
         raise InputError(f"unknown preset(s) {', '.join(unknown)}; choose from {', '.join(PRESETS)}")
-    image, _ = load_sample(args.image)
-    if image.ndim != 2:
-        image = image[image.shape[0] // 2]
+    image, what = bench_image(args.image, args.axes)
     device, why = resolve_device(args.device)
     print(f"device: {why}")
+    print(f"image: {what}")
     peak = matmul_peak(device)
     print(f"dense float32 matmul: {peak:.1f} GFLOP/s")
     rows = preset_rows(args.presets or list(PRESETS), image, device, log=say)
@@ -143,9 +178,13 @@ def cmd_restore(args: argparse.Namespace, cancel=None) -> None:
     job = load_job(args)
     if args.inputs:
         job["input"] = list(args.inputs)
+    elif isinstance(job.get("input"), str):  # one path in the YAML file, or one --input
+        job["input"] = [job["input"]]
     outcomes = run_restore_job(job, progress=progress_printer(args.quiet), cancel=cancel)
     for o in outcomes:
         say(o.describe())
+        for line in o.qc.lines() if o.qc is not None else ():
+            say(line)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise InputError(f"{len(failed)} of {len(outcomes)} inputs failed (see the lines above)")

@@ -23,24 +23,35 @@ def say(text: str) -> None:
 
 
 def progress_printer(quiet: bool = False) -> ProgressFn | None:
-    """A progress bar redrawn in place on a terminal; otherwise log lines about every 10 % and at validations."""
+    """A progress bar redrawn in place on a terminal; otherwise log lines about every 10 % and at validations.
+
+    On a terminal the message of a bar's first event is printed above it. An event without a total (e.g.
+    restoration retrying a block with smaller tiles) is a plain message: no bar, no ``0/0`` counter.
+    """
     if quiet or not is_main_rank():
         return None
     bar = sys.stderr.isatty()
+    bar_open = False  # a bar line is drawn and not yet ended with a newline
+    bar_running = False  # a bar has started and not reached its total
 
     def show(e: ProgressEvent) -> None:
+        nonlocal bar_open, bar_running
         if e.diagnostics:
             log.debug("[diagnostics] step %d: %s", e.step, describe_terms(e.diagnostics))
         losses = " ".join(f"{k}={v:.4g}" for k, v in e.losses.items())
         metrics = " ".join(f"{k}={v:.4g}" for k, v in e.metrics.items())
-        eta = f" eta {e.eta_s:.0f}s" if e.eta_s is not None else ""
+        eta = f"eta {e.eta_s:.0f}s" if e.eta_s is not None else ""
         if bar and e.phase in ("train", "teacher", "restore") and e.total:
+            if e.message and not bar_running:  # what a new bar is about (e.g. the restoration plan) on its own line
+                log.info(f"[{e.phase}] {e.message}")
             width = 30
-            filled = int(width * e.step / e.total)
-            line = f"\r[{e.phase}] [{'#' * filled}{'.' * (width - filled)}] {e.step}/{e.total}{eta} {losses}"
+            filled = int(width * min(e.step, e.total) / e.total)
+            line = f"\r[{e.phase}] [{'#' * filled}{'.' * (width - filled)}] {e.step}/{e.total} {eta} {losses}"
             sys.stderr.write(line[:160].ljust(100))
+            bar_open = bar_running = e.step < e.total
             if e.step == e.total or e.metrics:
                 sys.stderr.write("\n")
+                bar_open = False
                 if metrics:
                     log.info("[%s] %d/%d %s", e.phase, e.step, e.total, metrics)
             sys.stderr.flush()
@@ -49,7 +60,12 @@ def progress_printer(quiet: bool = False) -> ProgressFn | None:
         routine = not e.metrics and not e.message and e.step % every and e.step != e.total
         if e.phase in ("train", "teacher", "restore") and routine:
             return
-        log.info(f"[{e.phase}] {e.step}/{e.total} {losses} {metrics}{eta} {e.message}".rstrip())
+        if bar_open:  # a message in the middle of a bar starts on its own line
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            bar_open = False
+        counter = f"{e.step}/{e.total}" if e.total else ""
+        log.info(" ".join(part for part in (f"[{e.phase}]", counter, losses, metrics, eta, e.message) if part))
 
     return show
 

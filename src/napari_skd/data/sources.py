@@ -13,7 +13,8 @@ from ..io import expand_sources, open_image
 def load_volumes(spec: Any, axes: str | None) -> list[da.Array] | None:
     """Open every image of ``spec`` (path, glob, folder, list, or arrays) lazily as (S, C, Z, Y, X) dask arrays.
 
-    S stacks time points; missing axes get length 1.
+    S stacks time points (and CAREamics' samples, which axes strings may name S: read as T); missing axes get
+    length 1.
     """
     if spec is None:
         return None

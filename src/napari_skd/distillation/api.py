@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -18,7 +19,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint, written_by_us
-from ..data.sampler import Batch, PatchSampler
+from ..data.patches import PatchPlan, plan_patches
+from ..data.sampler import Batch, PatchSampler, check_pairs
 from ..data.sources import load_volumes
 from ..data.stats import estimate_percentiles
 from ..device import channels_last, resolve_device
@@ -59,9 +61,10 @@ def train_teacher(
     channels = (degraded or clean)[0].shape[1]
     torch.manual_seed(job.train.seed)
     model = _build(job.model, channels, channels, job.spatial_dims)
-    _warn_if_slow(model, job.data, job.train, device, progress)
+    plan = _plan(job.data, degraded, clean, model, progress, _planned(job))
+    _warn_if_slow(model, plan, job.data, job.train, device, progress)
     sampler = _sampler(
-        job.data, degraded if self_sup or degraded is not None else None, clean, norm, model, job.train.seed
+        job.data, plan, degraded if self_sup or degraded is not None else None, clean, norm, job.train.seed
     )
     objective = TeacherObjective(
         sampler, job.data.batch_size, device, self_sup, job.n2v_fraction, job.train.seed, rank()
@@ -77,7 +80,7 @@ def train_teacher(
 
     done = trainer.run(objective, validate, progress, cancel)
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
-    record["mode"] = mode
+    record.update(mode=mode, patch=list(plan.sides), held_out=_held_out_record(plan))
     return _finish(trainer, done, output, model, "teacher", norm, record, None, progress)
 
 
@@ -126,7 +129,8 @@ def distill(
             f"match the teacher ({tcfg.spatial_dims}D, {tcfg.in_channels} -> {tcfg.out_channels} channels); "
             "give the student the teacher's dimensionality and channels, or use a preset name"
         )
-    _check_levels(teacher, student, job.loss.levels, job.data.patch_size, device)
+    plan = _plan(job.data, degraded, clean, student, progress, _planned(job), unlabelled)
+    _check_levels(teacher, student, job.loss.levels, plan, device)
     module = StudentWithProjections(student, tcfg.feature_channels, job.loss.levels, job.loss.method)
     name = job.student if isinstance(job.student, str) else "a custom student"
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message=f"distilling {name} with method "
@@ -138,10 +142,10 @@ def distill(
     ahead = ahead and degraded is not None
     t_label = time.perf_counter()
     label = (lambda vols: teacher_labels(teacher_ck, vols, device, progress)) if ahead else (lambda vols: None)
-    sampler = _sampler(job.data, degraded, clean, norm, student, job.train.seed, labels=label(degraded))
+    sampler = _sampler(job.data, plan, degraded, clean, norm, job.train.seed, labels=label(degraded))
     extra = None
-    if unlabelled is not None:
-        extra = _sampler(job.data, unlabelled, None, norm, student, job.train.seed + 1, 0.0, label(unlabelled))
+    if unlabelled is not None:  # its patches join the same batches: the same patch shape, no validation
+        extra = _sampler(job.data, plan, unlabelled, None, norm, job.train.seed + 1, 0.0, label(unlabelled))
     label_seconds = time.perf_counter() - t_label if ahead else 0.0
     objective = DistillObjective(teacher, job.loss, sampler, job.data.batch_size, device, rank(), extra,
                                  job.data.unlabelled_share)  # fmt: skip
@@ -152,7 +156,8 @@ def distill(
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
     record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_ck.path),
                   loss_weights=dict(objective.weights), teacher_labels="ahead" if ahead else "live",
-                  label_seconds=round(label_seconds, 2))  # fmt: skip
+                  label_seconds=round(label_seconds, 2), patch=list(plan.sides),
+                  held_out=_held_out_record(plan))  # fmt: skip
     return _finish(trainer, done, output, student, "student", norm, record, teacher_ck, progress)
 
 
@@ -240,18 +245,22 @@ def _build(spec: str | ModelConfig, cin: int, cout: int, spatial_dims: int) -> n
 SLOW_FLOPS_PER_PIXEL = 1e6
 
 
-def _warn_if_slow(model: nn.Module, data, train, device: torch.device, progress: ProgressFn | None) -> None:
+def _warn_if_slow(
+    model: nn.Module, plan: PatchPlan, data, train, device: torch.device, progress: ProgressFn | None
+) -> None:
     """A large network on a CPU: say how long training will take, and what to do instead."""
     if device.type != "cpu" or count_flops(model, 64) / 64**model.config.spatial_dims < SLOW_FLOPS_PER_PIXEL:
         return
     size = f"this {count_params(model) / 1e6:.1f} M-parameter network"
+    dims = model.config.spatial_dims
+    side = max(1, round(math.prod(plan.sides) ** (1 / dims)))  # a square (cube) of the patch's size
     if train.step_bound:
-        seconds = estimate_train_seconds(model, data.patch_size, data.batch_size, train.steps)
+        seconds = estimate_train_seconds(model, side, data.batch_size, train.steps)
         took = f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min" if seconds >= 60 else "1 min"
         what = f"training {size} on the CPU takes about {took} for {train.steps} steps"
         what += " (estimated from one timed forward pass)"
     else:
-        per_step = estimate_train_seconds(model, data.patch_size, data.batch_size, 1)
+        per_step = estimate_train_seconds(model, side, data.batch_size, 1)
         what = f"{size} trains at about {per_step:.1f} s per step on the CPU"
         what += f", {train.max_time / per_step:.0f} steps in the time budget"
     message = f"warning: {what}; use a GPU, or a smaller preset such as teacher-tiny on a CPU"
@@ -264,29 +273,52 @@ def _planned(job) -> int:
     return job.train.steps if job.train.step_bound else 0
 
 
+def _plan(
+    data, degraded, clean, model: nn.Module, progress: ProgressFn | None, planned: int, unlabelled=None
+) -> PatchPlan:
+    """The training patch and validation regions for the (aligned) ``degraded`` and ``clean`` images (a patch that
+    fits ``unlabelled`` too) and ``model``; a ``patch_size`` left unset fits small images. Every choice made for the
+    data is reported (as progress messages, or logged without them)."""
+    check_pairs(degraded, clean)
+    plan = plan_patches(
+        [v.shape for v in degraded or clean], data.patch_size, spatial_dims=model.config.spatial_dims,
+        multiple=model.multiple, val_fraction=data.val_fraction, fit="patch_size" not in data.model_fields_set,
+        unvalidated=[v.shape for v in unlabelled or []],
+    )  # fmt: skip
+    for note in plan.notes:
+        if progress is None:
+            logging.getLogger("napari_skd").info(note)
+        emit(progress, ProgressEvent("prepare", 0, planned, message=note))
+    return plan
+
+
+def _held_out_record(plan: PatchPlan) -> list:
+    """Each training image's validation region for the checkpoint record: ``[axis, count]`` or None."""
+    return [None if h is None else [h.axis, h.count] for h in plan.held_out]
+
+
 def _sampler(
     data,
+    plan: PatchPlan,
     degraded,
     clean,
     norm: Normalization,
-    model: nn.Module,
     seed: int,
     val_fraction: float | None = None,
     labels: list | None = None,
 ) -> PatchSampler:
-    if data.patch_size % model.multiple:
-        raise InputError(f"patch_size {data.patch_size} must be a multiple of {model.multiple} for this model")
+    """A sampler drawing ``plan``'s patches."""
     return PatchSampler(
-        degraded, clean, norm, spatial_dims=model.config.spatial_dims, patch_size=data.patch_size, seed=seed,
+        degraded, clean, norm, spatial_dims=plan.spatial_dims, patch_size=plan.sides, seed=seed,
         degradation=data.degradation,
         val_fraction=data.val_fraction if val_fraction is None else val_fraction, val_patches=data.val_patches,
         augment=data.augment, reject_background=data.reject_background, labels=labels,
     )  # fmt: skip
 
 
-def _check_levels(teacher: nn.Module, student: nn.Module, levels: tuple[str, ...], patch: int, device) -> None:
-    """Every distilled level must have the same spatial size in student and teacher."""
-    x = torch.zeros(1, teacher.config.in_channels, *([patch] * teacher.config.spatial_dims), device=device)
+def _check_levels(teacher: nn.Module, student: nn.Module, levels: tuple[str, ...], plan: PatchPlan, device) -> None:
+    """Every distilled level must have the same spatial size in student and teacher (on the training patch)."""
+    x = torch.zeros(1, teacher.config.in_channels, *plan.sides, device=device)
     with torch.no_grad():
         _, tf = teacher(x, return_features=True)
         _, sf = student.to(device)(x, return_features=True)

@@ -6,6 +6,7 @@ serialisation and shown as ``<array>``).
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -54,11 +55,24 @@ class DataConfig(_Strict):
         None, description="Extra noisy images without clean counterparts, labelled by the teacher (distillation)."
     )
     unlabelled_share: float = Field(0.5, gt=0, lt=1, description="Share of each batch drawn from 'unlabelled'.")
-    axes: str | None = Field(None, description="Axes of every image, e.g. YX, ZYX, CYX, TZYX (OME letters).")
+    axes: str | None = Field(
+        None, description="Axes of every image, e.g. YX, ZYX, CYX, TZYX (OME letters; S, for samples, is read as T)."
+    )
     degradation: DegradationConfig | None = Field(None, description="Synthetic degradation of clean images.")
-    patch_size: int = Field(64, ge=8, le=1024, description="Patch side in pixels (a cube for 3D models).")
+    patch_size: int | tuple[int, ...] = Field(
+        64,
+        ge=8,
+        le=1024,
+        description="Patch side in pixels, or one side per spatial axis (ZYX order). One side is a square (3D: a cube "
+        "whose depth shrinks to fit thin stacks); left unset, it also shrinks to fit small images.",
+    )
     batch_size: int = Field(8, ge=1, le=1024)
-    val_fraction: float = Field(0.1, ge=0, lt=0.9, description="Last fraction of Y rows held out for validation.")
+    val_fraction: float = Field(
+        0.1,
+        ge=0,
+        lt=0.9,
+        description="Last fraction of Y rows held out for validation (of Z slices or samples in images too small).",
+    )
     val_patches: int = Field(8, ge=1, description="Validation patches evaluated at each validation.")
     augment: bool = Field(True, description="Random flips and 90-degree rotations.")
     reject_background: float = Field(0.0, ge=0, description="Redraw patches whose 99th percentile is below this.")
@@ -72,6 +86,20 @@ class DataConfig(_Strict):
         if isinstance(v, list | tuple) and all(isinstance(s, str) for s in v):
             return list(v)
         return "<array>"
+
+    @field_validator("patch_size", mode="wrap")
+    @classmethod
+    def _patch_size(cls, v: Any, handler: Any) -> Any:
+        """One side (8 to 1024) or one per spatial axis; the bounds apply to each side."""
+        sides = list(v) if isinstance(v, list | tuple) or getattr(v, "ndim", 0) == 1 else [v]
+        whole = [s for s in sides if isinstance(s, numbers.Integral) or (isinstance(s, float) and s.is_integer())]
+        if not 1 <= len(sides) <= 3 or len(whole) != len(sides) or any(isinstance(s, bool) for s in sides):
+            raise ValueError(
+                f"expected a whole number of pixels, or one per spatial axis (ZYX order), e.g. 64 or [16, 64, 64]; "
+                f"got {v!r}"
+            )
+        sides = [handler(int(s)) for s in sides]
+        return sides[0] if len(sides) == 1 else tuple(sides)
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:

@@ -12,6 +12,8 @@ from scipy.ndimage import gaussian_filter
 
 from ..checkpoint import Checkpoint
 from ..describe import describe_checkpoint
+from ..errors import InputError
+from ..io import Image as ImageData
 from ..samples import load_sample
 
 SKD_CITATION = (
@@ -26,13 +28,16 @@ SKD_DOI = "10.48550/arXiv.2501.09321"  # arXiv DOIs: 10.48550/arXiv.<id>
 RESTORMER_DOI = "10.48550/arXiv.2111.09881"
 
 
-def make_test_input(ck: Checkpoint, side: int) -> tuple[np.ndarray, str]:
+def make_test_input(ck: Checkpoint, side: int, image: ImageData | None = None) -> tuple[np.ndarray, str]:
     """A ``(1, C, [Z,] Y, X)`` float32 test input in raw intensity units, and where it comes from.
 
-    2D one-channel models get a centre crop of the ``nuclei2d`` sample; others a seeded smooth random image.
-    Either is mapped linearly so its 1st / 99.8th percentiles land on the checkpoint's ``low`` / ``high``
-    (0 / 1 for identity normalisation), i.e. into the intensity range the model was trained on.
+    With ``image``: its centre crop, unchanged (see ``crop_test_image``). Otherwise 2D one-channel models get a centre
+    crop of the ``nuclei2d`` sample, others a seeded smooth random image; either is mapped linearly so its
+    1st / 99.8th percentiles land on the checkpoint's ``low`` / ``high`` (0 / 1 for identity normalisation), i.e.
+    into the intensity range the model was trained on.
     """
+    if image is not None:
+        return crop_test_image(ck, side, image)
     cfg = ck.config
     shape = (cfg.in_channels, *([side] * cfg.spatial_dims))
     image, source = None, ""
@@ -53,6 +58,42 @@ def make_test_input(ck: Checkpoint, side: int) -> tuple[np.ndarray, str]:
     p_lo, p_hi = np.percentile(image, [1, 99.8])
     image = low + (image - p_lo) / max(p_hi - p_lo, 1e-12) * (high - low)
     return image[None].astype(np.float32), source + ", rescaled to the training intensity range"
+
+
+def crop_test_image(ck: Checkpoint, side: int, image: ImageData) -> tuple[np.ndarray, str]:
+    """The centre ``side``-pixel crop of ``image`` along Y, X (and Z for 3D models) as a ``(1, C, [Z,] Y, X)`` float32
+    test input in the image's own intensity units; the middle time point, and the middle Z slice for 2D models."""
+    cfg = ck.config
+    img = image.to_canonical()
+    sizes = dict(zip(img.axes, img.shape, strict=True))
+    channels = sizes.get("C", 1)
+    if channels != cfg.in_channels:
+        raise InputError(
+            f"the test image has {channels} channel(s) (axes {image.axes}, shape {image.shape}) but the model takes "
+            f"{cfg.in_channels}; choose an image with {cfg.in_channels} channel(s), or no test image to use a sample"
+        )
+    crop_axes = "ZYX"[3 - cfg.spatial_dims :]
+    missing = [a for a in crop_axes if a not in sizes]
+    small = [f"{a} {sizes[a]}" for a in crop_axes if a in sizes and sizes[a] < side]
+    if missing or small:
+        need = " x ".join([str(side)] * cfg.spatial_dims)
+        what = f"has no {', '.join(missing)} axis" if missing else f"is too small ({', '.join(small)} pixels)"
+        raise InputError(
+            f"the test image (axes {image.axes}, shape {image.shape}) {what}: the {cfg.spatial_dims}D model's test "
+            f"input is a centre crop of {need} {'voxels' if cfg.spatial_dims == 3 else 'pixels'}; choose a larger "
+            "image, or no test image to use a sample"
+        )
+    index = tuple(
+        slice(None) if a == "C" else slice((n - side) // 2, (n - side) // 2 + side) if a in crop_axes else n // 2
+        for a, n in sizes.items()
+    )
+    crop = np.asarray(img.data[index], dtype=np.float32)
+    if "C" not in sizes:
+        crop = crop[None]
+    if not np.isfinite(crop).all():
+        raise InputError("the test image's centre crop holds NaN or infinite values; choose another image")
+    shape = " x ".join([str(side)] * cfg.spatial_dims)
+    return crop[None], f"centre {shape} crop of the image chosen at export, in its own intensity units"
 
 
 def _display(a: np.ndarray) -> np.ndarray:

@@ -30,7 +30,8 @@ def require_packages(onnx: bool) -> None:
     except ImportError as err:
         raise InputError(
             f"exporting bioimage.io packages needs the {err.name} package, which is not installed; "
-            "install napari-skd[export] (pip install 'napari-skd[export]')"
+            "install the export extra: pip install -e '.[export]' in your napari-skd clone (or pip install "
+            "bioimageio.spec onnx)"
         ) from err
 
 

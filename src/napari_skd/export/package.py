@@ -17,6 +17,8 @@ import numpy as np
 import tifffile
 
 from ..checkpoint import Checkpoint, load_checkpoint
+from ..io import Image, open_image
+from ..progress import Cancel, ProgressEvent, ProgressFn, emit
 from .audit import unsafe_pickles
 from .check import check_package, validate_package, validation_context
 from .docs import make_test_input, write_cover, write_readme
@@ -41,6 +43,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: The export's stages, reported as progress steps 0 .. 4 of 4 (cancel is honoured before each).
+STAGES = (
+    "writing the test data, TorchScript and ONNX weights",
+    "saving the package",
+    "validating the package with bioimageio.spec",
+    "re-running the weights on the test input",
+    "package checked; moving it into place",
+)
+
 
 def export_bioimageio(
     checkpoint: str | os.PathLike | Checkpoint,
@@ -55,7 +66,10 @@ def export_bioimageio(
     halo: int | None = None,
     overwrite: bool = False,
     include_paths: bool = False,
-) -> Path:
+    test_image: Any = None,
+    progress: ProgressFn | None = None,
+    cancel: Cancel | None = None,
+) -> Path | None:
     """Write a validated bioimage.io model package (``.zip``) for a checkpoint and return its path.
 
     ``authors``: names or dicts with ``name`` (and optionally ``affiliation``, ``email``, ``orcid``); default
@@ -64,7 +78,10 @@ def export_bioimageio(
     12 in 3D; 0 for none). ``onnx=False`` skips ONNX weights; a failing ONNX export is skipped with its reason
     recorded in the README and ``config.napari_skd.onnx``. An existing ``output`` is refused unless ``overwrite``
     (and then only a package napari-skd wrote is replaced). The training files' names are withheld from the README
-    and the attached record unless ``include_paths`` (they can be personal data).
+    and the attached record unless ``include_paths`` (they can be personal data). ``test_image``: an image (path or
+    ``io.Image``; what ``open_image`` reads) whose centre crop, in its own intensity units, becomes the test input
+    instead of a sample. ``progress`` receives one ``"prepare"`` event per stage; ``cancel`` stops between stages
+    (nothing is written, None is returned).
     """
     require_packages(onnx)
     output = check_output(output, overwrite)
@@ -75,21 +92,38 @@ def export_bioimageio(
     halo = check_halo(halo, dims)
     side = check_test_size(test_size, dims, halo)
     meta = check_metadata(ck, name, description, authors, license)
+    image = None if test_image is None else open_image(test_image)
+    stages = enumerate(STAGES)
+
+    def stage() -> None:
+        """Report the next stage, or stop here when cancelled."""
+        if cancel is not None and cancel.is_set():
+            raise _Stopped
+        step, message = next(stages)
+        emit(progress, ProgressEvent("prepare", step, len(STAGES) - 1, message=message))
 
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     os.close(fd)
     try:
         with tempfile.TemporaryDirectory(prefix="napari-skd-export-") as work:
+            stage()
             with validation_context():
-                files = _write_files(ck, Path(work), side=side, halo=halo, onnx=onnx, name=meta["name"])
+                files = _write_files(ck, Path(work), side=side, halo=halo, onnx=onnx, name=meta["name"], image=image)
                 descr = describe_package(ck, Path(work), files, halo=halo, meta=meta)
+            stage()
             _save(descr, Path(tmp))
+        stage()
         validate_package(tmp)
+        stage()
         check_package(tmp)
         unsafe = unsafe_pickles(tmp)
         if unsafe:
             raise ExportError(f"the package would contain Python pickles: {', '.join(unsafe)}")
+        stage()
         os.replace(tmp, output)
+    except _Stopped:
+        emit(progress, ProgressEvent("stopped", 0, len(STAGES) - 1, message="export stopped; nothing written"))
+        return None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -97,11 +131,17 @@ def export_bioimageio(
     return output
 
 
-def _write_files(ck: Checkpoint, work: Path, *, side: int, halo: int, onnx: bool, name: str) -> PackageFiles:
+class _Stopped(Exception):
+    """Raised between stages when the export is cancelled."""
+
+
+def _write_files(
+    ck: Checkpoint, work: Path, *, side: int, halo: int, onnx: bool, name: str, image: Image | None = None
+) -> PackageFiles:
     """Test tensors, cover, TorchScript and ONNX weights (each checked against the model), record and README."""
     model = copy.deepcopy(ck.model).float().cpu().eval()
     pre, post = processing_descrs(ck)
-    raw, source = make_test_input(ck, side)
+    raw, source = make_test_input(ck, side, image)
     ref = Reference(model, apply_processing(as_steps(pre), raw))
     expected = apply_processing(as_steps(post), ref.outputs[0])
     np.save(work / "test_input.npy", raw, allow_pickle=False)

@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from ..checkpoint import Checkpoint
 from ..errors import InputError, write_error
 from ..io import Image
 from ..progress import Cancel, ProgressEvent, ProgressFn, emit
 from .distributed import WorkerSpec, run_distributed
-from .files import OutputFormat, check_fits, output_format, read_file_record, write_file
+from .files import OutputFormat, check_fits, complete_for, output_format, read_file_record, write_file
 from .layout import OutputBlock, read_region
 from .options import RestoreOptions
 from .prepare import PreparedRestore, make_restorer, prepare
+from .qc import check_fidelity, qc_teacher_for, stored_block
 from .runner import run_local
 from .state import foreign, judge, new_record
 from .store import OutputStore, write_block
@@ -44,6 +46,8 @@ def restore(
     dtype: str = "float32",
     pyramid_levels: int = 0,
     intensities: str = "check",
+    qc_teacher: Any = None,
+    qc_fraction: float = 0.05,
 ) -> np.ndarray | Path:
     """Restore ``input`` with a checkpoint's model, block by block, so images larger than memory stream through.
 
@@ -61,12 +65,17 @@ def restore(
       data (another modality or unit); ``"renormalize"`` uses the input's own percentiles; ``"as-is"`` skips the check.
     - ``device``: ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda:1"``...; ``distributed``: a dask scheduler address
       or a number of local worker processes (then ``input`` and ``output`` must be paths).
-    - ``progress`` receives a :class:`ProgressEvent` per block (phase ``"restore"``); ``cancel`` (a
+    - ``qc_teacher`` (a checkpoint path or ``Checkpoint``): after restoring, the teacher restores ``qc_fraction``
+      of the blocks (at least one; always the ones the student changed most) and the output records the student's
+      PSNR against it per block under ``qc`` (see :mod:`.qc`; read it back with :func:`~.qc.read_qc`). Adding QC to
+      a finished OME-Zarr output of the same job runs only the check. Needs an output path.
+    - ``progress`` receives a :class:`ProgressEvent` per block (phase ``"restore"``, then ``"qc"``); ``cancel`` (a
       ``threading.Event``) stops between blocks, leaving a resumable output.
     """
     options = RestoreOptions.of(
         axes=axes, tile=tile, overlap=overlap, chunks=chunks, batch_size=batch_size, window=window, dtype=dtype,
         pyramid_levels=pyramid_levels, device=device, distributed=distributed, intensities=intensities,
+        qc_teacher=qc_teacher, qc_fraction=qc_fraction,
     )  # fmt: skip
     job = prepare(input, checkpoint, options)
     return run_prepared(job, output, options, overwrite=overwrite, progress=progress, cancel=cancel)
@@ -83,9 +92,15 @@ def run_prepared(
 ) -> np.ndarray | Path:
     """Run a prepared restoration (:func:`~.prepare.prepare`) into memory, an OME-Zarr store, or a TIFF or NIfTI file
     (by the output's name); ``RestoreJob`` and the Restore widget call it with their validated options."""
+    teacher = qc_teacher_for(job, options.qc_teacher)  # a teacher that cannot check is refused before any work
     if output is None:
         if options.distributed is not None:
             raise InputError("distributed restoration needs an output path: the workers write their blocks there")
+        if teacher is not None:
+            raise InputError(
+                "fidelity QC is recorded with the output: give an output path (e.g. 'restored.ome.zarr'), or call "
+                "napari_skd.restoration.qc.check_result on the result"
+            )
         result, _ = _in_memory(job, progress, cancel)
         return _input_order(result, job.canonical.axes, job.image.axes)
     output = Path(output)
@@ -93,8 +108,8 @@ def run_prepared(
     fmt = output_format(output)
     try:
         if fmt == "ome-zarr":
-            return _to_store(job, output, overwrite, options, progress, cancel)
-        return _to_file(job, output, fmt, overwrite, options, progress, cancel)
+            return _to_store(job, output, overwrite, options, teacher, progress, cancel)
+        return _to_file(job, output, fmt, overwrite, options, teacher, progress, cancel)
     except OSError as err:  # e.g. a full disk: the blocks recorded so far stay, and a rerun resumes after them
         if (message := write_error(output, err, "rerun the same job to resume")) is None:
             raise
@@ -122,6 +137,7 @@ def _to_file(
     fmt: OutputFormat,
     overwrite: bool,
     options: RestoreOptions,
+    teacher: Checkpoint | None,
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> Path:
@@ -137,10 +153,22 @@ def _to_file(
         raise InputError(foreign(output, "is a folder"))
     if output.exists():
         ours, record = read_file_record(output)
+        if teacher is not None and not overwrite and complete_for(output, description):
+            raise InputError(
+                f"the output {output} is already complete for this same job; adding fidelity QC to a {fmt} file "
+                "rewrites it: pass overwrite=True (--overwrite) to restore it again with QC, or write OME-Zarr, "
+                "where QC can be added to a finished output"
+            )
         judge(output, record, ours, description, overwrite)
     result, finished = _in_memory(job, progress, cancel)
+    if finished and teacher is not None:
+        report = check_fidelity(job, stored_block(result, job.layout), teacher, options.qc_fraction,
+                                progress=progress, cancel=cancel)  # fmt: skip
+        finished = report is not None
     if finished:
         record = new_record(description, len(job.items), job.canonical.intensity_unit) | {"complete": True}
+        if teacher is not None:
+            record["qc"] = report.to_attrs()
         write_file(output, fmt, result, job.canonical, record)
         emit(progress, ProgressEvent("done", len(job.items), len(job.items), message=f"wrote {output}"))
     return output
@@ -151,9 +179,14 @@ def _to_store(
     output: Path,
     overwrite: bool,
     options: RestoreOptions,
+    teacher: Checkpoint | None,
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> Path:
+    if teacher is not None and not overwrite and complete_for(output, job.description()):
+        with OutputStore.reopen(output, job) as store:  # finished before: only the check runs
+            _check_store(job, store, teacher, options, progress, cancel)
+        return output
     if options.distributed is not None:  # checked before anything is written
         spec = WorkerSpec(_source_path(job.image), job.image.axes, _checkpoint_path(job.ckpt), job.norm,
                           job.layout, job.options, job.device, str(output))  # fmt: skip
@@ -171,8 +204,25 @@ def _to_store(
             finished = _run_local(job, todo, store.write, done, progress, cancel)
         if finished:
             store.finish(options.pyramid_levels)
+            if teacher is not None:
+                _check_store(job, store, teacher, options, progress, cancel)
             emit(progress, ProgressEvent("done", n, n, message=f"wrote {output}"))
     return output
+
+
+def _check_store(
+    job: PreparedRestore,
+    store: OutputStore,
+    teacher: Checkpoint,
+    options: RestoreOptions,
+    progress: ProgressFn | None,
+    cancel: Cancel | None,
+) -> None:
+    """Fidelity QC of a finished store, recorded under ``qc`` (nothing is recorded when stopped)."""
+    student = stored_block(store.array, job.layout)
+    report = check_fidelity(job, student, teacher, options.qc_fraction, progress=progress, cancel=cancel)
+    if report is not None:
+        store.set_qc(report.to_attrs())
 
 
 def _run_local(

@@ -36,6 +36,7 @@ from .infer import BlockRestorer
 from .layout import Layout, OutputBlock, read_region
 from .options import Options
 from .prepare import make_restorer
+from .runner import block_text
 from .store import open_output_array, write_block
 
 
@@ -108,7 +109,10 @@ def run_distributed(
             item = by_key[future.result()]  # raises the worker's error here
             mark_done(item)
             step += 1
-            emit(progress, ProgressEvent("restore", step, total, eta_s=eta(step, total), message=f"block {item.key}"))
+            emit(
+                progress,
+                ProgressEvent("restore", step, total, eta_s=eta(step, total), message=block_text(item, step, total)),
+            )
             if cancel is not None and cancel.is_set() and step < total:
                 emit(progress, ProgressEvent("stopped", step, total, message="stopped; rerun the same job to resume"))
                 return False

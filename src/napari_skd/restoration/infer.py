@@ -112,7 +112,13 @@ class BlockRestorer:
         self.tile = tuple(snap_up(t // 2, self.multiple) for t in old)
         emit(
             self.progress,
-            ProgressEvent("restore", 0, 0, message=f"out of memory on {self.device}: tile {old} -> {self.tile}"),
+            ProgressEvent(
+                "restore",
+                0,
+                0,
+                message=f"out of memory on {self.device}: retrying the block with smaller tiles "
+                f"({'x'.join(map(str, old))} -> {'x'.join(map(str, self.tile))} voxels)",
+            ),
         )
 
 

@@ -3,6 +3,7 @@ finished outputs skipped, partial ones resumed."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -10,16 +11,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from ..checkpoint import load_checkpoint
 from ..errors import InputError, SkdError
 from ..io import expand_sources
 from ..progress import ProgressFn
 from .api import run_prepared
+from .fidelity import FidelityReport
 from .files import NIFTI_SUFFIXES, TIFF_SUFFIXES, complete_for
 from .options import RestoreOptions
 from .prepare import prepare
+from .qc import SEED, load_qc_teacher, read_qc
 
 
 class RestoreJob(RestoreOptions):
@@ -32,6 +35,12 @@ class RestoreJob(RestoreOptions):
     checkpoint: str = Field(..., description="Student or teacher checkpoint (or an official Restormer .pth).")
     output: str = Field(..., description="OME-Zarr path for one input, or a folder for several (NAME.ome.zarr each).")
     overwrite: bool = Field(False, description="Replace finished outputs or outputs of other jobs.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        values = [v] if isinstance(v, str | os.PathLike) else v  # one image need not be a list
+        return [os.fspath(p) if isinstance(p, os.PathLike) else p for p in values] if isinstance(values, list) else v
 
 
 Status = Literal["restored", "skipped", "stopped", "failed"]
@@ -47,6 +56,7 @@ class Outcome:
     reason: str = ""  # e.g. "already complete", or the error message of a failure
     seconds: float = 0.0  # wall time of this run (0 when skipped)
     voxels: int = 0  # output voxels
+    qc: FidelityReport | None = None  # the fidelity check, when a QC teacher was given
 
     def describe(self) -> str:
         """One line for the user, e.g. ``restored: a.tif -> a.ome.zarr in 2.0 s (1.31 Mvoxel/s)``."""
@@ -77,6 +87,8 @@ def run_restore_job(
     if not sources:
         raise InputError("no input images were found")
     ckpt = load_checkpoint(job.checkpoint)
+    if job.qc_teacher is not None:  # loaded once for every input
+        job = job.model_copy(update={"qc_teacher": load_qc_teacher(job.qc_teacher)})
     many = len(sources) > 1
     out = Path(job.output)
     if many and out.exists() and not out.is_dir():
@@ -92,8 +104,8 @@ def run_restore_job(
         t0 = time.perf_counter()
         try:
             prepared = prepare(source, ckpt, job)
-            if not job.overwrite and complete_for(target, prepared.description()):
-                outcomes.append(Outcome(str(source), target, "skipped", "already complete"))
+            if not job.overwrite and complete_for(target, prepared.description()) and not _qc_missing(job, target):
+                outcomes.append(Outcome(str(source), target, "skipped", "already complete", qc=read_qc(target)))
                 continue
             run_prepared(prepared, target, job, overwrite=job.overwrite, progress=progress, cancel=cancel)
         except SkdError as exc:
@@ -105,5 +117,16 @@ def run_restore_job(
             outcomes.append(Outcome(str(source), target, "stopped"))
             break
         voxels = int(np.prod(prepared.layout.out_shape))
-        outcomes.append(Outcome(str(source), target, "restored", seconds=time.perf_counter() - t0, voxels=voxels))
+        qc = read_qc(target) if job.qc_teacher is not None else None
+        outcomes.append(
+            Outcome(str(source), target, "restored", seconds=time.perf_counter() - t0, voxels=voxels, qc=qc)
+        )
     return outcomes
+
+
+def _qc_missing(job: RestoreJob, target: Path) -> bool:
+    """A QC teacher was asked for and the finished output holds no check of that teacher and fraction."""
+    if job.qc_teacher is None:
+        return False
+    report = read_qc(target)
+    return report is None or not report.matches(job.qc_teacher.hash, job.qc_fraction, SEED)

@@ -68,6 +68,12 @@ class RestoreOptions(BaseModel):
     )
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     distributed: str | int | None = Field(None, description="Dask scheduler address, or a number of local workers.")
+    qc_teacher: Any = Field(
+        None,
+        description="Teacher checkpoint for fidelity QC: it restores a sample of the blocks and the output records "
+        "how far the student departs from it (PSNR per block, under 'qc').",
+    )
+    qc_fraction: float = Field(0.05, description="Fraction of the blocks the QC teacher checks (at least one).")
 
     @field_validator("tile", "chunks", mode="before")
     @classmethod
@@ -131,6 +137,13 @@ class RestoreOptions(BaseModel):
         if isinstance(v, int | np.integer) and v < 1:
             raise ValueError(f"distributed={v}: expected at least 1 local worker")
         return int(v) if isinstance(v, int | np.integer) else v
+
+    @field_validator("qc_fraction", mode="before")
+    @classmethod
+    def _fraction(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float | np.number) or not 0 < v <= 1:
+            raise ValueError(f"qc_fraction {v!r} is not valid: expected a fraction of the blocks in (0, 1], e.g. 0.05")
+        return float(v)
 
     @classmethod
     def of(cls, **values: Any) -> RestoreOptions:

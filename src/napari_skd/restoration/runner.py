@@ -79,7 +79,8 @@ def run_local(
         while not written.empty():
             item = written.get()
             step += 1
-            emit(progress, ProgressEvent("restore", step, total, eta_s=eta(step, total), message=f"block {item.key}"))
+            emit(progress, ProgressEvent("restore", step, total, eta_s=eta(step, total),
+                                         message=block_text(item, step, total)))  # fmt: skip
 
     try:
         while not failure:
@@ -109,6 +110,17 @@ def run_local(
         emit(progress, ProgressEvent("stopped", step, total, message="stopped; rerun the same job to resume"))
         return False
     return True
+
+
+def block_text(item: OutputBlock, step: int, total: int) -> str:
+    """``block 3 of 12 (z 0:64, y 128:256, x 0:128)``; with outer axes ``block 3 of 12 (plane 5: y 0:256, x 0:256)``
+    (a 2D model's plane, or a 3D model's volume, along the axes it does not see)."""
+    out = item.block.out
+    where = ", ".join(f"{a} {s.start}:{s.stop}" for a, s in zip("zyx"[-len(out) :], out, strict=True))
+    if item.outer:
+        position = str(item.outer[0]) if len(item.outer) == 1 else str(tuple(item.outer))
+        where = f"{'plane' if len(out) == 2 else 'volume'} {position}: {where}"
+    return f"block {step} of {total} ({where})"
 
 
 def _put(q: queue.Queue, value: Any, stop: threading.Event) -> bool:

@@ -22,11 +22,22 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from ..errors import InputError
 from ..io import open_image
 from ..io.writers import build_pyramid, create_ome_zarr, open_level
 from .layout import Layout, OutputBlock, place
 from .prepare import PreparedRestore
-from .state import KEY, decode_done, encode_done, locked_output, new_record, read_record, remove_partial_files
+from .state import (
+    KEY,
+    WriterLock,
+    decode_done,
+    encode_done,
+    fingerprint,
+    locked_output,
+    new_record,
+    read_record,
+    remove_partial_files,
+)
 
 
 class OutputStore:
@@ -68,6 +79,20 @@ class OutputStore:
                 array = open_level(path)
             yield cls(path, group, array, record, job)
 
+    @classmethod
+    @contextlib.contextmanager
+    def reopen(cls, path: Path, job: PreparedRestore) -> Iterator[OutputStore]:
+        """A finished output of this same job, under its writer lock, to add to its attributes (e.g. ``qc``)."""
+        lock = WriterLock(path)
+        lock.acquire()
+        try:
+            record = read_record(path)
+            if record is None or record.get("fingerprint") != fingerprint(job.description()):
+                raise InputError(f"the output {path} changed while it was being opened; rerun the job")
+            yield cls(path, zarr.open_group(str(path), mode="r+"), open_level(path, mode="r"), record, job)
+        finally:
+            lock.release()
+
     @property
     def done_count(self) -> int:
         return sum(self.done)
@@ -103,6 +128,11 @@ class OutputStore:
             self._group = zarr.open_group(str(self.path), mode="r+")  # holds the new multiscales
         with self._lock:
             self._write(complete=True)
+
+    def set_qc(self, report: dict[str, Any]) -> None:
+        """Record a fidelity report (``qc``) beside the restoration record."""
+        with self._lock:
+            self._group.attrs["qc"] = report
 
     def _write(self, **changes: Any) -> None:
         self.record = {**self.record, **changes}

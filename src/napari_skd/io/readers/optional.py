@@ -15,5 +15,6 @@ def require(module: str, purpose: str) -> ModuleType:
     except ImportError as err:
         raise InputError(
             f"{purpose} needs the {module} package, which is not installed; "
-            "install napari-skd[medical] (pip install 'napari-skd[medical]')"
+            "install the medical extra: pip install -e '.[medical]' in your napari-skd clone (or pip install "
+            "nibabel pydicom)"
         ) from err

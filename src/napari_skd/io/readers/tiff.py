@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
+from ...axes import AXES_LETTERS, SAMPLE
 from ...errors import InputError
 from .image import SPATIAL, UNITS, RawImage
 from .lazy import lazy_array
@@ -45,7 +46,8 @@ def read_tiff(path: Path) -> RawImage:
     if not isinstance(array, zarr.Array) or tuple(array.shape) != tuple(series.shape):
         raise InputError(f"cannot read the TIFF file {path}: its first image series has no readable pixel array")
     chunks = _grow(array.shape, array.chunks, array.dtype.itemsize)
-    return RawImage(lazy_array(array, chunks, path, "tiff"), _axes(series.axes), *meta)
+    axes = _axes(series.axes, series.keyframe.samplesperpixel)
+    return RawImage(lazy_array(array, chunks, path, "tiff"), axes, *meta)
 
 
 class _Damage(logging.Handler):
@@ -74,10 +76,17 @@ def _check_extent(series: Any, path: Path) -> None:
             )
 
 
-def _axes(letters: str) -> str | None:
-    """tifffile's axes as OME letters when unambiguous: samples 'S' become 'C'; 'Q', 'I' and others are unknown."""
-    axes = letters.replace("S", "C") if "C" not in letters else letters
-    return axes if all(a in "TCZYX" for a in axes) else None
+def _axes(letters: str, samples_per_pixel: int) -> str | None:
+    """tifffile's axes as OME letters when unambiguous; 'Q', 'I' and others are unknown.
+
+    tifffile's 'S' is either the colour samples of each pixel (RGB: channels, 'C') or, in a stack of grey pages
+    whose metadata says 'S', CAREamics' sample axis (read as T by :func:`~napari_skd.axes.validate_axes`).
+    """
+    if "S" in letters and samples_per_pixel > 1:
+        if "C" in letters:
+            return None
+        letters = letters.replace("S", "C")
+    return letters if all(a in AXES_LETTERS + SAMPLE for a in letters) else None
 
 
 def _metadata(tif: Any, letters: str) -> tuple[dict[int, float], dict[int, str]]:

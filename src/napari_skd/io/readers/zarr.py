@@ -1,4 +1,8 @@
-"""zarr v2/v3 arrays and groups, and OME-Zarr (NGFF 0.4/0.5) level 0 with its axes, scale and translation."""
+"""zarr v2/v3 arrays and groups, and OME-Zarr (NGFF 0.4/0.5) level 0 with its axes, scale and translation.
+
+A bioformats2raw container (``bioformats2raw.layout`` at its root, images in ``0/``, ``1/``...) opens its image
+when it holds one; with several, the message names them.
+"""
 
 from __future__ import annotations
 
@@ -36,13 +40,18 @@ def from_zarr_node(node: Any, where: str, path: Path | None = None) -> RawImage:
         return RawImage(data)
     attrs = node.attrs.asdict()
     multiscales = attrs.get("ome", attrs).get("multiscales")  # NGFF 0.5 nests its metadata under "ome"
+    images = None if multiscales else _container_images(node, attrs, where)
+    if images is not None:  # a bioformats2raw container of one image: that image
+        return from_zarr_node(node[images], f"{where}/{images}", path and path / images)
     if not multiscales:
         arrays = sorted(node.array_keys())
         if len(arrays) != 1:
+            groups = sorted(node.group_keys())
+            inside = f" but the group(s) {_listed(groups)}" if groups and not arrays else ""
             raise InputError(
-                f"the zarr group {where} holds {len(arrays)} arrays ({', '.join(arrays) or 'none'}) and no OME "
-                "multiscales metadata: expected one array or an OME-Zarr; open one array, e.g. "
-                f"'{where}/{arrays[0] if arrays else 'NAME'}'"
+                f"the zarr group {where} holds {len(arrays)} arrays ({', '.join(arrays) or 'none'}){inside} and no "
+                "OME multiscales metadata: expected one array or an OME-Zarr; open one "
+                f"{'group' if inside else 'array'}, e.g. '{where}/{(arrays or groups or ['NAME'])[0]}'"
             )
         return from_zarr_node(node[arrays[0]], f"{where}/{arrays[0]}", path and path / arrays[0])
     try:
@@ -69,6 +78,46 @@ def from_zarr_node(node: Any, where: str, path: Path | None = None) -> RawImage:
     raw.units = units
     raw.channels = _channels(attrs.get("ome", attrs).get("omero"))
     return raw
+
+
+def _container_images(node: Any, attrs: dict[str, Any], where: str) -> str | None:
+    """The one image of a bioformats2raw container (None when ``node`` is not one); several are refused by name.
+
+    The images are those the ``OME`` group's ``series`` attribute lists, else the groups ``0``, ``1``... (NGFF
+    "bioformats2raw.layout").
+    """
+    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else {}
+    if "bioformats2raw.layout" not in attrs and "bioformats2raw.layout" not in ome:
+        return None
+    groups = set(node.group_keys())
+    series = None
+    if "OME" in groups:
+        meta = node["OME"].attrs.asdict()
+        series = meta.get("series", meta.get("ome", {}).get("series") if isinstance(meta.get("ome"), dict) else None)
+    if isinstance(series, list) and series and all(isinstance(s, str) for s in series):
+        images = [s.strip("/") for s in series]
+    else:
+        images = []
+        while str(len(images)) in groups:
+            images.append(str(len(images)))
+    missing = [i for i in images if i not in groups]
+    if not images or missing:
+        raise InputError(
+            f"{where} is a bioformats2raw container, but its image group(s) {_listed(missing) or '0, 1, ...'} are "
+            "missing: the conversion may be incomplete; convert the file again, or open an image folder inside it"
+        )
+    if len(images) > 1:
+        raise InputError(
+            f"{where} is a bioformats2raw container holding {len(images)} images ({_listed(images)}): napari-skd "
+            f"opens one image at a time; open one of them, e.g. '{where}/{images[0]}'"
+        )
+    return images[0]
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    """``0, 1, 2`` or, for long lists, the first ``most`` and how many more."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 def _channels(omero: Any) -> list[dict[str, Any]]:
