@@ -14,15 +14,18 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from qtpy.QtWidgets import QApplication
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QApplication, QDockWidget
 
 from napari_skd._napari._distill import DistillWidget
 from napari_skd._napari._models import ModelsWidget
 from napari_skd._napari._restore import ZARR, RestoreWidget
 from napari_skd._napari._session import SESSION
+from napari_skd._napari._view import grid
 from napari_skd.checkpoint import load_checkpoint
 
 OUT = Path(__file__).parent / "images"
+DOCK_WIDTH = 560  # pixels of the widget column; the canvas gets the rest
 
 
 def wait(job) -> None:
@@ -37,6 +40,14 @@ def wait(job) -> None:
 
 
 def shot(viewer, name: str) -> None:
+    window = viewer.window._qt_window
+    right = Qt.DockWidgetArea.RightDockWidgetArea
+    docks = [d for d in window.findChildren(QDockWidget) if d.isVisible() and window.dockWidgetArea(d) == right]
+    window.resizeDocks(docks, [DOCK_WIDTH] * len(docks), Qt.Orientation.Horizontal)  # leave the canvas its room
+    for _ in range(10):
+        QApplication.processEvents()
+    if not grid(viewer).enabled:
+        viewer.reset_view()  # the image fills the canvas (a comparison zooms to its own panels)
     for _ in range(10):
         QApplication.processEvents()
     viewer.window.screenshot(str(OUT / name), canvas_only=False)

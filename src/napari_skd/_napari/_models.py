@@ -16,7 +16,7 @@ from ..errors import InputError, SkdError
 from ..export import export_bioimageio
 from ..progress import ProgressEvent
 from ._layers import default_axes, layer_array, layer_image, layer_picker
-from ._qt import Task, notify, report_error, run_controls
+from ._qt import Task, notify, report_error, run_controls, wrapped_label
 from ._session import SESSION
 
 FILTER = "*.pt *.pth *.ckpt"
@@ -50,10 +50,10 @@ class ModelsWidget(Container):
         self.viewer = napari_viewer
         self.teacher_file = FileEdit(label="teacher", filter=FILTER, tooltip="napari-skd checkpoint or Restormer .pth")
         self.load_teacher = PushButton(text="Load teacher")
-        self.teacher_info = Label(value="no teacher loaded")
+        self.teacher_info = wrapped_label(value="no teacher loaded")
         self.student_file = FileEdit(label="student", filter=FILTER)
         self.load_student = PushButton(text="Load student")
-        self.student_info = Label(value="no student loaded")
+        self.student_info = wrapped_label(value="no student loaded")
         self.device = Label(label="device", value=resolve_device("auto")[1])
         # --- bioimage.io export (the same function as `napari-skd export`) ---
         self.export_role = ComboBox(label="export", choices=["student", "teacher"], value="student")

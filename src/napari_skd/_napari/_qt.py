@@ -77,7 +77,14 @@ def report_error(exc: BaseException) -> None:
 def run_controls(action: str) -> tuple[PushButton, PushButton, ProgressBar, Label]:
     """The start button (labelled ``action``), Stop button, progress bar and status line of a long-running widget."""
     stop = PushButton(text="Stop", enabled=False)
-    return PushButton(text=action), stop, ProgressBar(label="progress", value=0, max=1), Label(value="")
+    return PushButton(text=action), stop, ProgressBar(label="progress", value=0, max=1), wrapped_label()
+
+
+def wrapped_label(**kwargs) -> Label:
+    """A label whose long text wraps, so that a status line never widens its dock."""
+    label = Label(**kwargs)
+    label.native.setWordWrap(True)
+    return label
 
 
 def notify(message: str) -> None:

@@ -38,3 +38,6 @@ def side_by_side(viewer, prefix: str, limits: Sequence[float], own_contrast: Seq
         if hasattr(layer, "name_overlay"):  # napari >= 0.6: the layer's name in its grid panel
             layer.name_overlay.visible = layer.visible
     grid(viewer).enabled = True
+    shown = [layer for layer in viewer.layers if layer.visible]
+    if hasattr(viewer, "fit_to_view"):  # napari >= 0.7: zoom to the compared layers, not to the hidden whole image
+        viewer.fit_to_view(layers=shown)
