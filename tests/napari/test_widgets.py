@@ -119,7 +119,8 @@ def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, q
     assert widget.run() is None
     assert "load a teacher in the Models widget" in errors[-1]
     SESSION.teacher = load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_model("student-tiny")))
-    job = widget.run()  # the 16 x 16 layer is smaller than the 64 patch: the worker reports it
+    widget.patch_size.value = 32  # chosen, so not shrunk: the 16 x 16 layer is smaller and the worker reports it
+    job = widget.run()
     with qtbot.waitSignal(job.worker.finished, timeout=60_000):
         pass
     assert "larger than the image" in errors[-1]
@@ -238,3 +239,6 @@ def test_a_teacher_trained_first_is_read_from_where_its_job_saves_it(tmp_path):
             "overwrite": False}  # fmt: skip
     teacher_job, distill_job = build_jobs(form, None, np.zeros((64, 64), np.float32), None)
     assert teacher_job is not None and distill_job.teacher == teacher_job.output == str(tmp_path / "s-teacher.pt")
+    assert distill_job.data.patch_size == 16 and "patch_size" in distill_job.data.model_fields_set
+    form["patch_size"] = 64  # the form's default: left unset, so it may shrink to fit small images, as on the CLI
+    assert "patch_size" not in build_jobs(form, None, np.zeros((64, 64), np.float32), None)[1].data.model_fields_set

@@ -41,8 +41,9 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
     """The validated jobs for a filled-in form (no Qt: testable on its own)."""
     degradation = None if form["degradation"] == "none" else {"kind": form["degradation"], "sigma": form["noise"]}
     data = {"degraded": degraded, "clean": clean, "axes": form["axes"] or None, "degradation": degradation,
-            "patch_size": form["patch_size"], "batch_size": form["batch_size"],
-            "val_fraction": form["val_fraction"]}  # fmt: skip
+            "batch_size": form["batch_size"], "val_fraction": form["val_fraction"]}  # fmt: skip
+    if form["patch_size"] != DataConfig.model_fields["patch_size"].default:  # the default fits itself to small images
+        data["patch_size"] = form["patch_size"]
     output = Path(form["output"])
     teacher_job = None
     if form["teacher_mode"] == TEACHER_MODES[1]:
