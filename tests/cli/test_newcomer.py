@@ -233,3 +233,19 @@ def test_a_stack_restored_plane_by_plane_names_the_plane_of_each_block(trained, 
     assert result.returncode == 0, result.stderr[-2000:]
     blocks = re.findall(r"block (\d+) of 2 \((.*?)\)", result.stdout)
     assert blocks == [("1", "plane 0: y 0:48, x 0:40"), ("2", "plane 1: y 0:48, x 0:40")]
+
+
+def test_export_takes_a_users_test_image(trained, tmp_path, capsys):
+    import zipfile
+
+    image = np.random.default_rng(2).uniform(0, 200, (3, 100, 90)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "mine.tif", image, photometric="minisblack")
+    out = tmp_path / "s.zip"
+    assert main(["--quiet", "export", str(trained / "s.pt"), "--output", str(out), "--no-onnx",
+                 "--test-image", str(tmp_path / "mine.tif"), "--test-axes", "ZYX"]) == 0  # fmt: skip
+    with zipfile.ZipFile(out) as z:
+        test_input = np.load(io.BytesIO(z.read("test_input.npy")))
+    np.testing.assert_array_equal(test_input, image[None, None, 1, 18:82, 13:77])  # middle slice, centre 64 x 64
+    assert main(["export", str(trained / "s.pt"), "--output", str(tmp_path / "t.zip"),
+                 "--test-image", str(tmp_path / "missing.tif")]) == 2  # fmt: skip
+    assert "missing.tif" in capsys.readouterr().err

@@ -156,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--halo", type=int, help="pixels the consumer should crop from tile borders (default: 24 2D, 12 3D)"
     )
     exp.add_argument("--test-size", type=int, help="side of the test input, a multiple of 8 (default: 64 2D, 32 3D)")
+    exp.add_argument(
+        "--test-image",
+        help="an image of yours (any format restore reads) whose centre crop becomes the package's test input "
+        "(default: a shipped sample)",
+    )
+    exp.add_argument("--test-axes", help="axes of --test-image when the file does not say, e.g. ZYX")
     exp.add_argument("--no-onnx", action="store_true", help="TorchScript weights only")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing package")
     return p

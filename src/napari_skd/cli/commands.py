@@ -203,6 +203,7 @@ def cmd_export(args: argparse.Namespace, cancel=None) -> None:
         args.checkpoint, args.output, name=args.name, description=args.description,
         authors=[_author(a) for a in args.author or []] or None, license=args.license, test_size=args.test_size,
         onnx=not args.no_onnx, halo=args.halo, overwrite=args.overwrite, include_paths=args.include_paths,
+        test_image=open_image(args.test_image, args.test_axes) if args.test_image else None,
     )  # fmt: skip
     say(f"saved {path} (bioimage.io package, validated)")
 
