@@ -1,6 +1,7 @@
 """Outputs by name: OME-TIFF and NIfTI files for results that fit in memory (atomic, marked as ours, skipped only for
 the same job), and geometry kept: NIfTI affine and origin, DICOM position, OME channel names and colours."""
 
+import re
 import threading
 
 import nibabel
@@ -42,6 +43,18 @@ def test_a_tif_name_writes_an_ome_tiff_with_the_voxel_size(image, ckpt, tmp_path
     assert written.axes == "ZYX" and written.scale == {"Z": 2.0, "Y": 0.5, "X": 0.5}
     np.testing.assert_array_equal(np.asarray(written.data), restore(image, ckpt, None, **GRID))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ome.tif", "out.tif"]  # no temporary file left
+
+
+def test_an_ome_tiff_output_keeps_the_inputs_origin(ckpt, tmp_path):
+    src = tmp_path / "in.ome.zarr"
+    array = create_ome_zarr(src, shape=(3, 40, 48), dtype="float32", chunks=(1, 40, 48), axes="ZYX",
+                            scale={"Z": 2.0, "Y": 0.5, "X": 0.5}, units={"Z": "micrometer", "Y": "micrometer",
+                            "X": "micrometer"}, translation={"Z": -4.0, "Y": 10.0, "X": 20.5})  # fmt: skip
+    array[:] = (np.random.default_rng(0).random((3, 40, 48)) * 255).astype(np.float32)
+    written = open_image(restore(src, ckpt, tmp_path / "out.ome.tif", **GRID))
+    assert written.translation == {"Z": -4.0, "Y": 10.0, "X": 20.5} and written.scale == {"Z": 2.0, "Y": 0.5, "X": 0.5}
+    with tifffile.TiffFile(tmp_path / "out.ome.tif") as tif:  # every plane is placed, each Z plane one step further
+        assert [float(v) for v in re.findall(r'PositionZ="([-\d.]+)"', tif.ome_metadata)] == [-4.0, -2.0, 0.0]
 
 
 def test_a_file_output_is_skipped_only_for_the_same_job_and_replaced_only_when_ours(image, ckpt, tmp_path):

@@ -111,8 +111,32 @@ def _write_tiff(path: Path, data: np.ndarray, image: Image, record: dict[str, An
             unit = _OME_UNITS.get(image.units.get(axis, ""))
             if unit:
                 metadata[f"PhysicalSize{axis}Unit"] = unit
+    if image.translation:
+        metadata["Plane"] = _plane_positions(data.shape, image)
     tag = (RECORD_TAG, "s", 0, json.dumps(record, default=str), True)
     tifffile.imwrite(path, data, ome=True, photometric="minisblack", metadata=metadata, extratags=[tag])
+
+
+def _plane_positions(shape: tuple[int, ...], image: Image) -> dict[str, list]:
+    """OME ``Plane`` positions of every plane (C order over the axes other than Y and X): the image's translation,
+    plus each plane's Z offset, so that the output sits where the input was."""
+    outer = [i for i, a in enumerate(image.axes) if a not in "YX"]
+    planes = list(np.ndindex(*(shape[i] for i in outer)))
+    z = image.axes.index("Z") if "Z" in image.axes else None
+    positions: dict[str, list] = {}
+    for axis in "XYZ":
+        if axis not in image.translation:
+            continue
+        start, step = float(image.translation[axis]), float(image.scale.get(axis, 1.0))
+        if axis == "Z" and z is not None:
+            values = [start + step * plane[outer.index(z)] for plane in planes]
+        else:
+            values = [start] * len(planes)
+        positions[f"Position{axis}"] = values
+        unit = _OME_UNITS.get(image.units.get(axis, ""))
+        if unit:
+            positions[f"Position{axis}Unit"] = [unit] * len(planes)
+    return positions
 
 
 def _write_nifti(path: Path, data: np.ndarray, image: Image, record: dict[str, Any]) -> None:

@@ -89,21 +89,29 @@ def _axes(letters: str, samples_per_pixel: int) -> str | None:
     return letters if all(a in AXES_LETTERS + SAMPLE for a in letters) else None
 
 
-def _metadata(tif: Any, letters: str) -> tuple[dict[int, float], dict[int, str]]:
-    """Pixel sizes and units from OME-XML or ImageJ metadata (plain TIFF resolution tags are usually DPI: ignored)."""
+def _metadata(tif: Any, letters: str) -> tuple[dict[int, float], dict[int, str], dict[int, float]]:
+    """Pixel sizes, units and the origin (OME ``Plane`` positions of the first plane, in the pixel sizes' units) from
+    OME-XML, or pixel sizes and units from ImageJ metadata (plain TIFF resolution tags are usually DPI: ignored)."""
     scale: dict[int, float] = {}
     units: dict[int, str] = {}
+    origin: dict[int, float] = {}
     if tif.is_ome and tif.ome_metadata:
         try:
             pixels = next(e for e in ElementTree.fromstring(tif.ome_metadata).iter() if e.tag.endswith("Pixels"))
         except (ElementTree.ParseError, StopIteration):
-            return scale, units
+            return scale, units, origin
+        plane = next((e for e in pixels if e.tag.endswith("Plane")), None)
         for a in SPATIAL:
             size = pixels.get(f"PhysicalSize{a}")
-            if size and a in letters:
+            if a not in letters:
+                continue
+            unit = pixels.get(f"PhysicalSize{a}Unit", "µm")
+            if size:
                 scale[letters.index(a)] = float(size)
-                unit = pixels.get(f"PhysicalSize{a}Unit", "µm")
                 units[letters.index(a)] = UNITS.get(unit, unit)
+            position = plane.get(f"Position{a}") if plane is not None else None
+            if position is not None and plane.get(f"Position{a}Unit", unit) == unit:  # other units: not converted
+                origin[letters.index(a)] = float(position)
     elif tif.is_imagej and (tif.imagej_metadata or {}).get("unit") not in (None, "", "pixel"):
         ij, tags = tif.imagej_metadata, tif.pages.first.tags
         sizes = {"Z": ij.get("spacing")}
@@ -114,7 +122,7 @@ def _metadata(tif: Any, letters: str) -> tuple[dict[int, float], dict[int, str]]
             if size and a in letters:
                 scale[letters.index(a)] = float(size)
                 units[letters.index(a)] = UNITS.get(ij["unit"], ij["unit"])
-    return scale, units
+    return scale, units, origin
 
 
 def _grow(shape: Sequence[int], native: Sequence[int], itemsize: int, limit: int = 32 * 2**20) -> tuple[int, ...]:
