@@ -192,7 +192,8 @@ def presets(device: torch.device, quick: bool) -> tuple[str, dict]:
         f"- a distillation (`skd`) step costs {pair['distill_over_alone']:.1f}x a step of the student trained alone "
         f"(target <= 2x): {ok(pair['distill_over_alone'] <= 2)}. The teacher's forward pass alone costs more than "
         "a whole U-Net step, and the skd terms (spatial MCA maps of up to 1024 x 1024 positions, the contrastive "
-        "term's passes through the teacher encoder) cost more than that; issue 11 reworks the objective;",
+        "term's passes through the teacher encoder) cost more than that. On a CPU, `--method output-kd` avoids it: "
+        "the teacher labels the images once and each step is a student step (docs/method.md);",
         f"- U-Nets trained alone for the demo's budget ({b['steps']} steps, lr {b['lr']}), held-out PSNR on "
         f"nuclei2d (Poisson-Gaussian, peak 20, sigma 0.05): input {unets['input']:.2f} dB, TV {unets['tv']:.2f}, "
         f"`unet-xs` {unets['unet-xs']:.2f}, `{CPU_STUDENT}` {unets[CPU_STUDENT]:.2f}: "

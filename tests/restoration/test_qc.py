@@ -133,3 +133,17 @@ def test_cli_prints_the_summary_and_the_worst_blocks(models, tmp_path, capsys):
     assert main(["restore", str(models["src"]), "--checkpoint", str(damaged), "--output", str(tmp_path / "c.zarr"),
                  "--qc-fraction", "2"]) == 2  # fmt: skip
     assert "qc_fraction 2.0 is not valid" in capsys.readouterr().err
+
+
+def test_heat_map_cells_and_channels_restored_one_by_one():
+    from napari_skd.restoration.fidelity import BlockFidelity, FidelityReport
+
+    def block(c, y, psnr):
+        return BlockFidelity(f"{c}/{y}.0", {"C": c, "Y": [64 * y, 64 * y + 64], "X": [0, 64]}, psnr, 0.1, 0.1, "random")
+
+    report = FidelityReport("t", "t.pt", "s", 0.5, 0, 4, "YX", {"Y": 64, "X": 64}, {"Y": 100, "X": 64})
+    report.blocks = [block(0, 1, 40.0), block(1, 1, 20.0), block(1, 0, MAX_PSNR)]
+    grid, step = report.heatmap()
+    assert grid.shape == (2, 1) and step == {"Y": 64, "X": 64}  # 100 rows in 64-row blocks: 2 cells
+    assert grid[1, 0] == pytest.approx(0.1)  # the worse channel: 20 dB is an RMS difference of 0.1
+    assert grid[0, 0] == 0  # identical

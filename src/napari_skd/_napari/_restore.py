@@ -134,7 +134,8 @@ class RestoreWidget(Container):
         self.progress.max = max(1, e.total)
         self.progress.value = min(e.step, e.total)
         eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
-        self.status.value = e.message or f"block {e.step}/{e.total}{eta}"
+        what = "QC: residual of block" if e.phase == "qc" else "block"
+        self.status.value = e.message or f"{what} {e.step}/{e.total}{eta}"
         if self.target.value == ZARR and self.task is not None and getattr(self, "_to_store", False):
             self._show_zarr(force=e.step == e.total)
 

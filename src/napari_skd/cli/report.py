@@ -41,7 +41,7 @@ def progress_printer(quiet: bool = False) -> ProgressFn | None:
         losses = " ".join(f"{k}={v:.4g}" for k, v in e.losses.items())
         metrics = " ".join(f"{k}={v:.4g}" for k, v in e.metrics.items())
         eta = f"eta {e.eta_s:.0f}s" if e.eta_s is not None else ""
-        if bar and e.phase in ("train", "teacher", "restore") and e.total:
+        if bar and e.phase in ("train", "teacher", "restore", "qc") and e.total:
             if e.message and not bar_running:  # what a new bar is about (e.g. the restoration plan) on its own line
                 log.info(f"[{e.phase}] {e.message}")
             width = 30
@@ -58,7 +58,7 @@ def progress_printer(quiet: bool = False) -> ProgressFn | None:
             return
         every = max(1, e.total // 10)
         routine = not e.metrics and not e.message and e.step % every and e.step != e.total
-        if e.phase in ("train", "teacher", "restore") and routine:
+        if e.phase in ("train", "teacher", "restore", "qc") and routine:
             return
         if bar_open:  # a message in the middle of a bar starts on its own line
             sys.stderr.write("\n")

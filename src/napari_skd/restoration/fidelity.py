@@ -106,15 +106,16 @@ class FidelityReport:
         return (self.teacher, self.fraction, self.seed) == (teacher, fraction, seed)
 
     def heatmap(self) -> tuple[np.ndarray, dict[str, int]]:
-        """The RMS student-vs-teacher difference of every checked block on the block grid (0 where unchecked), and
-        the voxels per grid cell along each axis of ``axes`` (1 on outer axes)."""
+        """The RMS student-vs-teacher difference of every checked block on the block grid (0 where unchecked; the
+        largest over channels), and the voxels per grid cell along each axis of ``axes`` (1 on outer axes)."""
         step = {a: self.block_shape.get(a, 1) for a in self.axes}
         grid = np.zeros([math.ceil(self.shape[a] / step[a]) for a in self.axes], dtype=np.float32)
         for b in self.blocks:
             cell = tuple(
                 b.position[a][0] // step[a] if isinstance(b.position[a], list) else b.position[a] for a in self.axes
             )
-            grid[cell] = 0.0 if b.psnr >= MAX_PSNR else 10 ** (-b.psnr / 20)  # RMS difference, data range 1
+            rms = 0.0 if b.psnr >= MAX_PSNR else 10 ** (-b.psnr / 20)  # RMS difference, data range 1
+            grid[cell] = max(grid[cell], rms)  # channels restored one by one share a cell: the worst shows
         return grid, step
 
 

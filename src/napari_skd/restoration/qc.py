@@ -81,11 +81,12 @@ def check_fidelity(
     norm = job.norm
     emit(progress, ProgressEvent("qc", 0, len(items), message=f"QC: the student's residual on {len(items)} blocks"))
     residuals = []
-    for item in items:
+    for step, item in enumerate(items, 1):
         if cancel is not None and cancel.is_set():
             return None
         region = _channels_first(layout, _compute(job.canonical.data[layout.index(item.outer, item.block.out)]))
         residuals.append(_residual(_units(region, norm), _units(student(item), norm)))
+        emit(progress, ProgressEvent("qc", step, len(items)))
     sample = choose_blocks(residuals, fraction, seed)
     dev = job.dev if job.dev is not None else resolve_device(job.device)[0]
     options = dataclasses.replace(job.options, tile=teacher_blocks.tile, dtype="float32")
