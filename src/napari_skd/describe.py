@@ -34,6 +34,8 @@ def describe_checkpoint(ck: Checkpoint, size: int = 256) -> dict[str, str]:
         if ck.norm
         else "identity (intensities used as they are)"
     )
+    if ck.per_input and ck.norm is not None:
+        norm = f"each input's own {ck.norm.pmin:g}/{ck.norm.pmax:g} percentiles (a generalist)"
     return {
         "role": ck.role,
         "architecture": arch,
@@ -78,6 +80,10 @@ def training_record(ck: Checkpoint) -> dict[str, str]:
         out["method"] = f"{rec['method']} ({METHOD_WORDS.get(rec['method'], 'as recorded')})"
     elif rec.get("mode"):
         out["method"] = f"teacher, {rec['mode']}"
+    if rec.get("pretrained"):
+        out["pretrained"] = _pretrained_text(rec)
+    if rec.get("init"):
+        out["started from"] = str(rec["init"])
     if ck.teacher_hash or rec.get("teacher_path"):
         where = rec.get("teacher_path") or "file not recorded"
         out["teacher"] = f"{where} (hash {(ck.teacher_hash or '?')[:12]})"
@@ -96,6 +102,20 @@ def training_record(ck: Checkpoint) -> dict[str, str]:
     if losses:
         out["last losses"] = ", ".join(f"{k} {v:.4g}" for k, v in losses.items())
     return out
+
+
+def _pretrained_text(rec: dict[str, Any]) -> str:
+    """``corpus 15526a817cce (6000 dead-leaves images, 14 photographs); about 18 CPU-hours; still improving``."""
+    corpus = rec.get("corpus") or {}
+    parts = [f"corpus {str(rec.get('corpus_hash', '?'))[:12]} ({corpus.get('synthetic', {}).get('count', '?')} "
+             f"dead-leaves images, {len(corpus.get('natural', []))} photographs)"]  # fmt: skip
+    if rec.get("cpu_equivalent"):
+        parts.append(f"about {rec['cpu_equivalent']['cpu_hours']:.0f} CPU-hours of training (2-core CPU equivalent)")
+    plateau = rec.get("plateau") or {}
+    if plateau.get("last_fifth_gain_db") is not None:
+        verdict = "at a plateau" if plateau.get("reached") else "still improving"
+        parts.append(f"{verdict} (+{plateau['last_fifth_gain_db']:.2f} dB over the last fifth)")
+    return "; ".join(parts)
 
 
 def _when(iso: str) -> str:

@@ -51,6 +51,11 @@ class Checkpoint:
     def hash(self) -> str:
         return model_hash(self.model)
 
+    @property
+    def per_input(self) -> bool:
+        """A generalist: it maps each input by the input's own percentiles (it saw no user's training set)."""
+        return self.record.get("normalization") == "per-input"
+
 
 def model_hash(model: nn.Module) -> str:
     """SHA-256 of a model's architecture and weights (stable across save/load)."""

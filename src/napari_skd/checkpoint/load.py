@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..errors import CheckpointError
 from ..models import ModelConfig, Restormer, UNet, build_model
 from ..normalize import Normalization
+from ..pretrained.names import is_pretrained_name, resolve
 from .format import FORMAT, FORMAT_VERSION, Checkpoint
 
 
@@ -58,7 +59,10 @@ def written_by_us(path: str | os.PathLike) -> bool:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Load a napari-skd checkpoint, or import an official Restormer ``.pth`` as a teacher."""
+    """Load a napari-skd checkpoint, a shipped model by name (``pretrained:general-2d``), or import an official
+    Restormer ``.pth`` as a teacher."""
+    if is_pretrained_name(path):
+        path = resolve(path)
     # official.py builds on this module's safe loading, so importing it at the top would be circular
     from .official import _import_state, _looks_official
 

@@ -14,13 +14,14 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..data.degrade import DegradationConfig
-from ..describe import flops_text, training_record
+from ..describe import describe_checkpoint, flops_text, training_record
 from ..device import resolve_device
 from ..errors import InputError
 from ..evaluation import heldout_pair, psnr_ssim, restore_whole
 from ..io import open_image
 from ..models import PRESETS, build_model, count_flops, count_params, latency
 from ..normalize import Normalization
+from ..pretrained import is_pretrained_name
 from ..restoration.job import run_restore_job
 from ..samples import SAMPLES, load_sample
 from .jobs import load_job
@@ -51,7 +52,8 @@ def cmd_info(args: argparse.Namespace, cancel=None) -> None:
         print(f"checkpoint: {args.checkpoint}")
         print(f"role: {ck.role}")
         print(f"format_version: {ck.format_version}")
-        print(f"normalisation: {ck.norm.model_dump() if ck.norm else 'identity'}")
+        norm = ck.norm.model_dump() if ck.norm else "identity"
+        print(f"normalisation: {describe_checkpoint(ck)['normalisation'] if ck.per_input else norm}")
         if ck.teacher_hash:
             print(f"teacher_hash: {ck.teacher_hash}")
     cfg = model.config
@@ -74,10 +76,10 @@ def _bench_model(spec: str):
         torch.manual_seed(0)
         return spec, build_model(spec), None
     path = Path(spec)
-    if not path.exists():
+    if not path.exists() and not is_pretrained_name(spec):
         raise InputError(f"{spec!r} is neither a model preset ({', '.join(PRESETS)}) nor a checkpoint file")
 
-    ck = load_checkpoint(path)
+    ck = load_checkpoint(spec)
     return path.stem, ck.model, ck.norm
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -30,6 +31,7 @@ from ..models import FEATURE_LEVELS, ModelConfig, build_model, count_flops, coun
 from ..normalize import Normalization
 from ..progress import ProgressEvent, ProgressFn, emit
 from .config import DistillJob, TeacherJob
+from .init import keep_best, start_from
 from .labels import labels_ahead, teacher_labels
 from .objectives import METHOD_TERMS, DistillObjective, StudentWithProjections, TeacherObjective
 from .trainer import Trainer, is_main_process, rank
@@ -60,7 +62,11 @@ def train_teacher(
     norm = estimate_percentiles(degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed, channel_axis=1)
     channels = (degraded or clean)[0].shape[1]
     torch.manual_seed(job.train.seed)
-    model = _build(job.model, channels, channels, job.spatial_dims)
+    start = None
+    if job.init is not None:
+        model, _, start = start_from(job.init, channels, job.spatial_dims, "init")
+    else:
+        model = _build(job.model, channels, channels, job.spatial_dims)
     plan = _plan(job.data, degraded, clean, model, progress, _planned(job))
     _warn_if_slow(model, plan, job.data, job.train, device, progress)
     sampler = _sampler(
@@ -71,7 +77,7 @@ def train_teacher(
     )
     mode = "self-supervised (Noise2Void)" if self_sup else "supervised (L1 to the clean images)"
     emit(progress, ProgressEvent("prepare", 0, _planned(job), message=f"training a teacher, {mode}, {where}"))
-    trainer = Trainer(model, job.train, device, state_path, _fingerprint(job))
+    trainer = Trainer(model, job.train, device, state_path, _fingerprint(job), keep_best(job.train.keep_best, job.init))
     resumed = trainer.try_resume()
     t0 = time.perf_counter()
 
@@ -80,7 +86,7 @@ def train_teacher(
 
     done = trainer.run(objective, validate, progress, cancel)
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
-    record.update(mode=mode, patch=list(plan.sides), held_out=_held_out_record(plan))
+    record.update(mode=mode, patch=list(plan.sides), held_out=_held_out_record(plan), init=start)
     return _finish(trainer, done, output, model, "teacher", norm, record, None, progress)
 
 
@@ -113,14 +119,21 @@ def distill(
             f"the teacher takes {tcfg.in_channels} channel(s) but the data has {channels}; check data.axes (C) "
             "or use a teacher trained on this kind of image"
         )
-    norm = teacher_ck.norm or estimate_percentiles(
+    norm = None if teacher_ck.per_input else teacher_ck.norm
+    norm = norm or estimate_percentiles(
         degraded or clean, job.data.pmin, job.data.pmax, seed=job.train.seed, channel_axis=1
     )
+    if teacher_ck.per_input:  # a generalist sees this data set through its percentiles, as the student does
+        teacher_ck = dataclasses.replace(teacher_ck, norm=norm, record={**teacher_ck.record, "normalization": "data"})
     teacher = teacher_ck.model.to(device, memory_format=channels_last(tcfg.spatial_dims)).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     torch.manual_seed(job.train.seed)
-    student = _build(job.student, tcfg.in_channels, tcfg.out_channels, tcfg.spatial_dims)
+    start = None
+    if job.student_init is not None:
+        student, _, start = start_from(job.student_init, tcfg.in_channels, tcfg.spatial_dims, "student_init")
+    else:
+        student = _build(job.student, tcfg.in_channels, tcfg.out_channels, tcfg.spatial_dims)
     scfg = student.config
     shape = (scfg.spatial_dims, scfg.in_channels, scfg.out_channels)
     if shape != (tcfg.spatial_dims, tcfg.in_channels, tcfg.out_channels):
@@ -149,15 +162,16 @@ def distill(
     label_seconds = time.perf_counter() - t_label if ahead else 0.0
     objective = DistillObjective(teacher, job.loss, sampler, job.data.batch_size, device, rank(), extra,
                                  job.data.unlabelled_share)  # fmt: skip
-    trainer = Trainer(module, job.train, device, state_path, _fingerprint(job, teacher_ck.hash))
+    best = keep_best(job.train.keep_best, job.student_init)
+    trainer = Trainer(module, job.train, device, state_path, _fingerprint(job, teacher_ck.hash), best)
     resumed = trainer.try_resume()
     t0 = time.perf_counter()
     done = trainer.run(objective, lambda: evaluate(student, sampler.validation, device, teacher), progress, cancel)
     record = _record(job, trainer, done, resumed, time.perf_counter() - t0, device)
-    record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_ck.path),
+    record.update(method=job.loss.method, loss=job.loss.model_dump(), teacher_path=str(teacher_path),
                   loss_weights=dict(objective.weights), teacher_labels="ahead" if ahead else "live",
                   label_seconds=round(label_seconds, 2), patch=list(plan.sides),
-                  held_out=_held_out_record(plan))  # fmt: skip
+                  held_out=_held_out_record(plan), init=start)  # fmt: skip
     return _finish(trainer, done, output, student, "student", norm, record, teacher_ck, progress)
 
 
@@ -395,6 +409,7 @@ def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds
         "seconds_this_run": round(seconds, 2),
         "seconds": round(trainer.seconds, 2),
         "max_time": job.train.max_time,
+        "kept": trainer.best_record(),
         "validations": validations,
         "device": str(device),
         "world_size": dist.get_world_size() if dist.is_initialized() else 1,
@@ -403,7 +418,7 @@ def _record(job: BaseModel, trainer: Trainer, done: bool, resumed: bool, seconds
 
 def _finish(trainer, done, output, model, role, norm, record, teacher, progress) -> Path:
     if is_main_process():
-        trainer.use_averaged()  # with train.ema, the moving average is the model (the state keeps both)
+        trainer.use_final()  # the best validation (keep_best), the moving average (train.ema) or the last weights
         model.to(memory_format=torch.contiguous_format)  # trained channels-last; saved in the default layout
         save_checkpoint(output, model, role=role, norm=norm, record=record, teacher=teacher)
         if done:

@@ -139,6 +139,13 @@ class TrainConfig(_Strict):
         "instead of the last weights (0 = off; e.g. 0.99).",
     )
 
+    keep_best: bool | None = Field(
+        None,
+        description="Validate before the first step and keep the weights of the best validation (PSNR on the "
+        "held-out rows; Noise2Void's masked loss without clean data). None: on when training starts from a "
+        "checkpoint (init, student_init), so fine-tuning never ends below where it started.",
+    )
+
     @field_validator("max_time", mode="before")
     @classmethod
     def _max_time(cls, v: Any) -> Any:
@@ -187,6 +194,11 @@ class TeacherJob(_JobModel):
     model: Architecture = Field("teacher", description="Preset name or architecture.")
     spatial_dims: Literal[2, 3] = 2
     mode: Literal["auto", "supervised", "self-supervised"] = "auto"
+    init: str | None = Field(
+        None,
+        description="Start from this checkpoint (a path, or a shipped model such as pretrained:general-2d) and "
+        "fine-tune it; its architecture replaces 'model'.",
+    )
     n2v_fraction: float = Field(0.02, gt=0, lt=0.5, description="Fraction of pixels masked per patch (Noise2Void).")
     train: TrainConfig = TrainConfig()
     output: str = Field(..., description="Path of the teacher checkpoint to write.")
@@ -238,8 +250,17 @@ class DistillJob(_JobModel):
 
     version: int = 1
     data: DataConfig
-    teacher: Any = Field(..., description="Teacher checkpoint path (or a loaded Checkpoint from Python).")
+    teacher: Any = Field(
+        ...,
+        description="Teacher checkpoint path, a shipped model such as pretrained:general-2d, or a loaded Checkpoint "
+        "from Python.",
+    )
     student: Architecture = Field("student-s", description="Student preset name or architecture.")
+    student_init: str | None = Field(
+        None,
+        description="Start the student from this checkpoint (a path, or pretrained:general-2d-student); its "
+        "architecture replaces 'student'.",
+    )
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     output: str = Field(..., description="Path of the student checkpoint to write.")

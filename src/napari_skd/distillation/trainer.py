@@ -47,8 +47,18 @@ def rank() -> int:
 class Trainer:
     """Optimises ``module`` (all its parameters that require gradients)."""
 
-    def __init__(self, module: nn.Module, cfg: TrainConfig, device: torch.device, state_path: Path, fingerprint: str):
+    def __init__(
+        self,
+        module: nn.Module,
+        cfg: TrainConfig,
+        device: torch.device,
+        state_path: Path,
+        fingerprint: str,
+        keep_best: bool = False,
+    ):
         self.cfg, self.device, self.state_path, self.fingerprint = cfg, device, Path(state_path), fingerprint
+        self.keep_best = keep_best
+        self.best: dict | None = None  # with keep_best: {"metric", "score", "step", "weights"} of the best validation
         self.module = module.to(device, memory_format=channels_last(_spatial_dims(module)))
         self.wrapped: nn.Module = self.module
         if dist.is_initialized():
@@ -79,6 +89,7 @@ class Trainer:
             "objective": objective.state_dict() if hasattr(objective, "state_dict") else None,
             "ema": self.ema,
             "history": self.history,
+            "best": self.best,
         }
         tmp = self.state_path.with_name(self.state_path.name + ".tmp")
         torch.save(state, tmp)
@@ -100,7 +111,36 @@ class Trainer:
         self.seconds, self._objective_state = float(state.get("seconds", 0.0)), state.get("objective")
         if self.ema is not None and state.get("ema") is not None:
             self.ema = state["ema"]
+        self.best = state.get("best")
         return True
+
+    # --- best validation ----------------------------------------------------------------------------------------
+    def _consider(self, metrics: dict[str, float]) -> None:
+        """Keep a copy of the weights validated now if they beat the best so far (``keep_best``)."""
+        found = validation_score(metrics)
+        if not self.keep_best or found is None:
+            return
+        metric, score = found
+        if self.best is None or score > self.best["score"]:
+            weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+            self.best = {"metric": metric, "score": score, "step": self.step, "weights": weights}
+
+    def use_final(self) -> None:
+        """Put the weights to save into the module: the best validated ones with ``keep_best``, else the moving
+        average with ``train.ema``, else the last."""
+        if self.best is not None:
+            self.module.load_state_dict(self.best["weights"])
+        else:
+            self.use_averaged()
+
+    def best_record(self) -> dict | None:
+        """Which validation's weights were kept, for the checkpoint record."""
+        if self.best is None:
+            return None
+        start = next((h for h in self.history if h.get("step") == 0 and "seconds" in h), {})
+        metric = self.best["metric"]
+        return {"metric": metric, "step": self.best["step"], "score": round(self.best["score"], 4),
+                "start_score": start.get(f"val_{metric.lstrip('-')}")}  # fmt: skip
 
     # --- moving average ---------------------------------------------------------------------------------------------
     def _update_ema(self) -> None:
@@ -162,6 +202,13 @@ class Trainer:
         eta = Eta(self.step)
         dtype = amp_dtype(self.device) if cfg.amp else None
         start, seconds0 = time.perf_counter(), self.seconds
+        if self.keep_best and self.best is None and is_main_process():  # the starting point is the first candidate
+            with self.averaged():
+                metrics = validate()
+                self._consider(metrics)
+            self.history.append(
+                {"step": float(self.step), **{f"val_{k}": v for k, v in metrics.items()}, "seconds": 0.0}
+            )
         done = self.finished()  # every rank calls finished() at the same points (it is collective under DDP)
         while not done:
             if _cancelled(cancel):
@@ -201,6 +248,7 @@ class Trainer:
             if is_main_process() and (self.step % cfg.val_every == 0 or done):
                 with self.averaged():
                     metrics = validate()
+                    self._consider(metrics)
                 if hasattr(loss_fn, "diagnose"):
                     diagnostics = loss_fn.diagnose(self.module, self.step)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
@@ -240,6 +288,17 @@ class Trainer:
         if self.cfg.step_bound or self.seconds <= 0:
             return self.cfg.steps if self.cfg.step_bound else max(self.step, 1)
         return max(self.step, round(self.step * self.cfg.max_time / self.seconds))
+
+
+def validation_score(metrics: dict[str, float]) -> tuple[str, float] | None:
+    """The figure a validation is judged by, higher is better: PSNR to clean data, else PSNR to the teacher, else
+    minus Noise2Void's masked loss."""
+    for name in ("psnr", "psnr_teacher"):
+        if name in metrics:
+            return name, float(metrics[name])
+    if "n2v_mse" in metrics:
+        return "-n2v_mse", -float(metrics["n2v_mse"])
+    return None
 
 
 def _spatial_dims(module: nn.Module) -> int:

@@ -76,7 +76,8 @@ def prepare(input: Any, checkpoint: Any, options: RestoreOptions) -> PreparedRes
     blocks = plan_blocks(layout.spatial_shape, o.chunks, o.tile, o.overlap, o.overlap, cfg.multiple)  # halo = overlap
     items = output_blocks(layout, blocks)
     channel_axis = canonical.axes.index("C") if "C" in canonical.axes else None
-    norm = effective_norm(canonical.data, ckpt.norm, options.intensities, canonical.intensity_unit, channel_axis)
+    intensities = "renormalize" if ckpt.per_input and options.intensities == "check" else options.intensities
+    norm = effective_norm(canonical.data, ckpt.norm, intensities, canonical.intensity_unit, channel_axis)
     if cfg.in_channels == 1 and "C" in canonical.axes and canonical.shape[canonical.axes.index("C")] > 1:
         sentence += f"; each of the {canonical.shape[canonical.axes.index('C')]} channels restored on its own"
     return PreparedRestore(image, canonical, ckpt, layout, resolved, items, options.device, dev, sentence, norm)

@@ -27,6 +27,7 @@ from ..normalize import Normalization
 from ..progress import Cancel, ProgressEvent, ProgressFn, emit
 from .fidelity import BlockFidelity, FidelityReport, block_psnr
 from .files import output_format, read_file_record
+from .intensities import effective_norm
 from .layout import Layout, OutputBlock, make_layout, read_region
 from .plan import plan_blocks, snap_up
 from .prepare import PreparedRestore, make_restorer
@@ -177,7 +178,13 @@ def _teacher_blocks(job: PreparedRestore, teacher: Checkpoint) -> _TeacherPlan:
 
 
 def _teacher_norm(job: PreparedRestore, teacher: Checkpoint) -> Normalization | None:
-    """The teacher's own normalisation, or the input's percentiles when the job renormalises."""
+    """The teacher's own normalisation, or the input's percentiles when the job renormalises or the teacher is a
+    generalist (which maps every input by its own percentiles)."""
+    if teacher.per_input and not job.ckpt.per_input:
+        axes = job.canonical.axes
+        return effective_norm(
+            job.canonical.data, teacher.norm, "renormalize", None, axes.index("C") if "C" in axes else None
+        )
     if job.norm is not job.ckpt.norm or teacher.norm is None:  # renormalised: the input's own percentiles
         return job.norm
     return teacher.norm
