@@ -541,6 +541,23 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(restore_args(src, ck, out), [src, ck], [out])
 
 
+@row("cli-unknown-pretrained-name", "cli", "`--checkpoint pretrained:general-3d` (a shipped model that does not exist)",
+     "unknown pretrained model 'pretrained:general-3d'; the shipped models are: pretrained:general-2d")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    src, out = tiff(tmp / "in.tif", picture()), tmp / "out.zarr"
+    return Case(restore_args(src, Path("pretrained:general-3d"), out), [src], [out])
+
+
+@row("api-init-other-kind", "api", "`init: pretrained:general-2d` (2D, 1 channel) on 2-channel images",
+     "is a 2D model of 1 channel(s), but the job trains a 2D model of 2 channel(s)")  # fmt: skip
+def _(tmp: Path, env: Env) -> Case:
+    out = tmp / "t.pt"
+    two = np.stack([picture(), picture(seed=2)]).astype(np.float32)
+    job = {"data": {"degraded": [two], "axes": "CYX", "patch_size": 16, "batch_size": 2},
+           "init": "pretrained:general-2d", "output": str(out), "train": {"steps": 1, "device": "cpu"}}  # fmt: skip
+    return Case(lambda: train_teacher(job), [], trained(out))
+
+
 @row("cli-checkpoint-truncated", "cli", "a checkpoint cut short (an interrupted download)",
      "the file is damaged, truncated or not a PyTorch checkpoint")  # fmt: skip
 def _(tmp: Path, env: Env) -> Case:

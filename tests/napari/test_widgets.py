@@ -205,12 +205,14 @@ def test_preview_and_compare_show_psnr_against_clean(make_napari_viewer, qtbot, 
     assert "teacher: PSNR" in widget.status.value and "student: PSNR" in widget.status.value
 
 
-def test_restore_widget_without_a_model_explains(make_napari_viewer, errors):
+def test_restore_widget_without_a_model_explains(make_napari_viewer, errors, fresh_session):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     widget = RestoreWidget(viewer)
+    assert widget.model.value == "pretrained:general-2d-student"  # nothing loaded: the shipped student is offered
+    widget.model.value = "student"
     assert widget.run() is None
-    assert "load a student in the Models widget first" in errors[-1]
+    assert "load a student in the Models widget first, or choose pretrained:general-2d-student" in errors[-1]
 
 
 def test_forms_take_defaults_ranges_and_help_from_the_job_models(make_napari_viewer):

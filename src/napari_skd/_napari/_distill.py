@@ -29,7 +29,10 @@ from ._qt import Task, notify, report_error, run_controls
 from ._session import SESSION
 
 DEGRADATIONS: list[str] = list(get_args(DegradationConfig.model_fields["kind"].annotation))
-TEACHER_MODES = ["use the loaded teacher", "train a teacher first"]
+TEACHER_MODES = ["use the loaded teacher", "train a teacher first", "fine-tune the shipped teacher first"]
+#: The shipped generalists the third mode starts from (docs/pretrained.md).
+SHIPPED_TEACHER, SHIPPED_STUDENT = "pretrained:general-2d", "pretrained:general-2d-student"
+FINETUNE_LR = 1e-4  # small: the shipped prior is kept (and keep_best never ends below it)
 #: Where the training images come from: image layers, or files / a folder that need not be loaded.
 LAYERS, FILES, FOLDER = "image layers", "files", "a folder"
 PATH_MODES = {FILES: "rm", FOLDER: "d"}
@@ -51,8 +54,16 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
             data=data, model=form["teacher_preset"], output=str(output.with_name(output.stem + "-teacher.pt")),
             overwrite=form["overwrite"], train={"steps": form["teacher_steps"], "lr": form["lr"]},
         )  # fmt: skip
+    elif form["teacher_mode"] == TEACHER_MODES[2]:
+        teacher_job = TeacherJob(
+            data=data, init=SHIPPED_TEACHER, output=str(output.with_name(output.stem + "-teacher.pt")),
+            overwrite=form["overwrite"], train={"steps": form["teacher_steps"], "lr": FINETUNE_LR},
+        )  # fmt: skip
     elif teacher is None:
-        raise InputError("load a teacher in the Models widget, or choose 'train a teacher first'")
+        raise InputError(
+            "load a teacher in the Models widget, or choose 'train a teacher first' or 'fine-tune the shipped "
+            "teacher first'"
+        )
     levels = tuple(s.strip() for s in form["levels"].split(",") if s.strip())
     loss = {"method": form["method"], "alpha1": form["alpha1"], "alpha2": form["alpha2"], "alpha3": form["alpha3"],
             "sigma": form["sigma"] or None, "levels": levels}  # fmt: skip
@@ -62,6 +73,7 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
         data=data,
         teacher=teacher if teacher_job is None else teacher_job.output,
         student=form["student"],
+        student_init=SHIPPED_STUDENT if form.get("student_init") else None,
         loss=loss,
         train=train,
         output=str(output),
@@ -106,6 +118,11 @@ class DistillWidget(Container):
         self.teacher_preset = ComboBox(label="teacher preset", choices=list(PRESETS), value=QUICK["teacher_preset"])
         self.teacher_steps = field_widget(TrainConfig, "steps", label="teacher steps", value=QUICK["teacher_steps"])
         self.student = ComboBox(label="student", choices=list(PRESETS), value=QUICK["student"])
+        self.student_init = CheckBox(
+            text="start the student from the shipped one (unet-s)", value=False,
+            tooltip=f"the student starts from {SHIPPED_STUDENT} (its architecture replaces the preset) and keeps its "
+            "best validation on the held-out rows",
+        )  # fmt: skip
         self.method = field_widget(LossConfig, "method")
         self.steps = field_widget(TrainConfig, "steps", value=QUICK["steps"])
         self.minutes = FloatSpinBox(
@@ -142,6 +159,7 @@ class DistillWidget(Container):
                 self.teacher_preset,
                 self.teacher_steps,
                 self.student,
+                self.student_init,
                 self.method,
                 self.steps,
                 self.minutes,
@@ -202,8 +220,8 @@ class DistillWidget(Container):
 
     def form(self) -> dict[str, Any]:
         names = ["axes", "degradation", "noise", "teacher_mode", "teacher_preset", "teacher_steps", "student",
-                 "method", "steps", "minutes", "patch_size", "batch_size", "lr", "val_fraction", "alpha1", "alpha2",
-                 "alpha3", "sigma", "levels", "output", "overwrite"]  # fmt: skip
+                 "student_init", "method", "steps", "minutes", "patch_size", "batch_size", "lr", "val_fraction",
+                 "alpha1", "alpha2", "alpha3", "sigma", "levels", "output", "overwrite"]  # fmt: skip
         return {n: getattr(self, n).value for n in names}
 
     def run(self) -> Task | None:

@@ -17,7 +17,7 @@ from ..export import export_bioimageio
 from ..progress import ProgressEvent
 from ._layers import default_axes, layer_array, layer_image, layer_picker
 from ._qt import Task, notify, report_error, run_controls, wrapped_label
-from ._session import SESSION
+from ._session import SESSION, SHIPPED, shipped
 
 FILTER = "*.pt *.pth *.ckpt"
 #: The export's own default licence (one definition for the CLI, Python and the GUI).
@@ -54,6 +54,12 @@ class ModelsWidget(Container):
         self.student_file = FileEdit(label="student", filter=FILTER)
         self.load_student = PushButton(text="Load student")
         self.student_info = wrapped_label(value="no student loaded")
+        self.shipped = ComboBox(
+            label="shipped", choices=list(SHIPPED), value=SHIPPED[0],
+            tooltip="generalists pretrained on synthetic and natural images, shipped with napari-skd: restore with "
+            "no training, or fine-tune and distil from them",
+        )  # fmt: skip
+        self.load_shipped = PushButton(text="Load shipped model (as its role)")
         self.device = Label(label="device", value=resolve_device("auto")[1])
         # --- bioimage.io export (the same function as `napari-skd export`) ---
         self.export_role = ComboBox(label="export", choices=["student", "teacher"], value="student")
@@ -79,6 +85,8 @@ class ModelsWidget(Container):
                 self.student_file,
                 self.load_student,
                 self.student_info,
+                self.shipped,
+                self.load_shipped,
                 self.device,
                 self.export_role,
                 self.export_file,
@@ -98,6 +106,7 @@ class ModelsWidget(Container):
         self._suggested = self.export_file.value  # replaced on a role change or load unless the user edited it
         self.load_teacher.changed.connect(lambda: self.load("teacher", self.teacher_file.value))
         self.load_student.changed.connect(lambda: self.load("student", self.student_file.value))
+        self.load_shipped.changed.connect(lambda: self.load_named(self.shipped.value))
         self.export_role.changed.connect(self._suggest_path)
         self.test_image.changed.connect(self._guess_axes)
         self.export_start.changed.connect(self.export)
@@ -121,6 +130,16 @@ class ModelsWidget(Container):
             report_error(SkdError(f"{Path(path).name} holds a {ck.role}, not a student; load it as the teacher"))
             return False
         SESSION.set(role, ck)
+        return True
+
+    def load_named(self, name: str) -> bool:
+        """Load a shipped generalist as the teacher or the student, as its role says."""
+        try:
+            ck = shipped(name)
+        except SkdError as exc:
+            report_error(exc)
+            return False
+        SESSION.set(ck.role, ck)
         return True
 
     def _refresh(self, role: str) -> None:

@@ -12,6 +12,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, 
 
 from ..checkpoint import Checkpoint
 from ..errors import InputError
+from ..pretrained import is_pretrained_name
 from ..progress import ProgressEvent
 from ..restoration.api import run_prepared
 from ..restoration.fidelity import FidelityReport
@@ -24,7 +25,7 @@ from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
 from ._preview import preview_region, quality, region_axes, region_offset
 from ._qc import heatmap_layer
 from ._qt import Task, notify, report_error, run_controls
-from ._session import SESSION
+from ._session import SESSION, SHIPPED, shipped
 from ._view import camera, display_limits, side_by_side
 
 MEMORY, ZARR = "new layer (in memory)", "OME-Zarr file (large data)"
@@ -39,7 +40,10 @@ class RestoreWidget(Container):
         self.image = layer_picker(napari_viewer, "image layer")
         self.clean = layer_picker(napari_viewer, "clean layer (optional)", optional=True)
         self.axes = LineEdit(label="axes", value="YX", tooltip="OME letters of the layer's axes, e.g. YX, ZYX, TZYX")
-        self.model = ComboBox(label="model", choices=["student", "teacher"], value="student")
+        self.model = ComboBox(
+            label="model", choices=["student", "teacher", *SHIPPED], value=self._default_model(),
+            tooltip="the loaded student or teacher (Models widget), or a shipped generalist: no training needed",
+        )  # fmt: skip
         self.tile = field_widget(RestoreOptions, "tile", max=4096, step=8)
         self.overlap = field_widget(RestoreOptions, "overlap", max=512, step=8)
         self.batch = field_widget(RestoreOptions, "batch_size", label="batch", max=256)
@@ -101,10 +105,21 @@ class RestoreWidget(Container):
             layer = self.viewer.layers[name]
             self.axes.value = default_axes(layer.ndim, getattr(layer, "rgb", False))
 
+    @staticmethod
+    def _default_model() -> str:
+        """The loaded student, else the loaded teacher, else the shipped generalist student (zero-shot)."""
+        if SESSION.get("student") is not None:
+            return "student"
+        return "teacher" if SESSION.get("teacher") is not None else SHIPPED[0]
+
     def _checkpoint(self, role: str):
+        if is_pretrained_name(role):
+            return shipped(role)
         ck = SESSION.get(role)
         if ck is None:
-            raise InputError(f"load a {role} in the Models widget first")
+            raise InputError(
+                f"load a {role} in the Models widget first, or choose {SHIPPED[0]} to restore with no training"
+            )
         return ck
 
     def _options(self, axes: str | None, qc_teacher: Checkpoint | None = None) -> RestoreOptions:
@@ -118,8 +133,10 @@ class RestoreWidget(Container):
         """The teacher to check the student against, when QC is ticked."""
         if not self.qc.value:
             return None
-        if role != "student":
+        if role not in ("student", SHIPPED[0]):
             raise InputError("QC checks the student against the teacher: choose the model 'student', or untick QC")
+        if role == SHIPPED[0] and SESSION.get("teacher") is None:
+            return shipped("pretrained:general-2d")
         return self._checkpoint("teacher")
 
     def _begin(self, fn, on_done) -> Task:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psygnal import Signal
 
-from ..checkpoint import Checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 
 
 class Session:
@@ -25,3 +25,14 @@ class Session:
 
 
 SESSION = Session()
+
+#: Shipped generalists offered by the widgets, the student first (the zero-shot default).
+SHIPPED: tuple[str, ...] = ("pretrained:general-2d-student", "pretrained:general-2d-cnn", "pretrained:general-2d")
+_shipped: dict[str, Checkpoint] = {}
+
+
+def shipped(name: str) -> Checkpoint:
+    """A shipped generalist, loaded once per session."""
+    if name not in _shipped:
+        _shipped[name] = load_checkpoint(name)
+    return _shipped[name]

@@ -80,6 +80,8 @@ def _bench_model(spec: str):
         raise InputError(f"{spec!r} is neither a model preset ({', '.join(PRESETS)}) nor a checkpoint file")
 
     ck = load_checkpoint(spec)
+    if ck.per_input:  # a generalist: the image's own percentiles (the fallback below)
+        return spec, ck.model, None
     return path.stem, ck.model, ck.norm
 
 
