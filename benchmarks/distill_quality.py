@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from scipy import stats
 
+from _images import unit_sample
 from _report import machine, write_section
 from napari_skd import distill, train_teacher
 from napari_skd.checkpoint import load_checkpoint
 from napari_skd.models import count_flops
-from napari_skd.samples import load_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "distill_quality.json"
@@ -70,12 +70,7 @@ VAL_FRACTION = 0.25
 # --- data ---------------------------------------------------------------------------------------------------------
 def clean_image(name: str) -> np.ndarray:
     """The clean image in [0, 1] (1-99.8 percentiles): YX, or ZYX for the MR slab (10 axial slices, 4 mm apart)."""
-    image, _ = load_sample(name)
-    image = image.astype(np.float32)
-    if image.ndim == 3:
-        image = image[70:110:4]
-    lo, hi = np.percentile(image, (1, 99.8))
-    return ((image - lo) / (hi - lo)).astype(np.float32)
+    return unit_sample(name, slice(70, 110, 4))
 
 
 def noisy_image(name: str, level: str) -> np.ndarray:

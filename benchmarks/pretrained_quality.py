@@ -42,11 +42,11 @@ import torch
 from scipy import stats
 from skimage.metrics import structural_similarity
 
+from _images import unit_sample
 from _report import machine, write_section
 from napari_skd import distill, train_teacher
 from napari_skd.checkpoint import load_checkpoint
 from napari_skd.models import count_flops
-from napari_skd.samples import load_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "pretrained_quality.json"
@@ -65,12 +65,7 @@ _LABEL_RATE: list[float] = []  # the teacher's seconds per pixel on this worker,
 # --- data ---------------------------------------------------------------------------------------------------------
 def clean_image(name: str) -> np.ndarray:
     """The clean image in [0, 1] (1-99.8 percentiles): YX, or ZYX for five axial MR slices 12 mm apart."""
-    image, _ = load_sample(name)
-    image = image.astype(np.float32)
-    if image.ndim == 3:
-        image = image[70:130:12]
-    lo, hi = np.percentile(image, (1, 99.8))
-    return ((image - lo) / (hi - lo)).astype(np.float32)
+    return unit_sample(name, slice(70, 130, 12))
 
 
 def noisy_image(name: str, noise: str, seed: int) -> np.ndarray:

@@ -42,14 +42,13 @@ def test_keep_best_never_ends_below_the_start(tmp_path):
     shipped = load_checkpoint("pretrained:general-2d-student")
     out = train_teacher({"data": data(val_patches=4), "init": "pretrained:general-2d-student",
                          "output": str(tmp_path / "t.pt"),
-                         "train": {"steps": 4, "lr": 5.0, "warmup_steps": 1, "val_every": 2,
-                                   "clip_grad": 0}})  # fmt: skip
+                         "train": {"steps": 4, "lr": 0.2, "warmup_steps": 1, "val_every": 2}})  # fmt: skip
     tuned = load_checkpoint(out)
     kept = tuned.record["kept"]
-    assert kept["step"] == 0 and kept["metric"] == "psnr"  # a rate of 5 wrecks the network: the start is kept
+    assert kept["step"] == 0 and kept["metric"] == "psnr"  # a rate of 0.2 wrecks the network: the start is kept
     assert max_diff(tuned.model, shipped.model) == 0
     last = tuned.record["validations"][-1]
-    assert last["psnr"] < kept["score"] == pytest.approx(kept["start_score"])
+    assert last["psnr"] < kept["score"] and kept["score"] == pytest.approx(kept["start_score"], abs=1e-4)
 
 
 def test_student_init_and_a_shipped_teacher_by_name(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from qtpy.QtCore import QTimer
 
 from conftest import untrained
-from napari_skd._napari._distill import DistillWidget
+from napari_skd._napari._distill import DistillWidget, build_jobs
 from napari_skd._napari._models import ModelsWidget
 from napari_skd._napari._preview import preview_region
 from napari_skd._napari._restore import ZARR, RestoreWidget
@@ -108,7 +108,7 @@ def test_distill_widget_trains_teacher_then_student_with_stop_and_resume(make_na
     assert done.record["completed"] and done.record["resumed"] and done.record["steps"] == 40
 
 
-def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, qtbot, errors, tmp_path):
+def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, qtbot, errors, tmp_path, fresh_session):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((16, 16), dtype=np.float32), name="tiny")
     widget = DistillWidget(viewer)
@@ -116,8 +116,8 @@ def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, q
     assert "pick a degraded layer" in errors[-1]
     widget.degraded.value = "tiny"
     widget.output.value = tmp_path / "s.pt"
-    assert widget.run() is None
-    assert "load a teacher in the Models widget" in errors[-1]
+    teacher_job, _ = build_jobs(widget.form(), *widget.data_sources(), None)
+    assert teacher_job.init == "pretrained:general-2d"  # no teacher named: the shipped one is fine-tuned first
     SESSION.teacher = load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_model("student-tiny")))
     widget.patch_size.value = 32  # chosen, so not shrunk: the 16 x 16 layer is smaller and the worker reports it
     job = widget.run()

@@ -88,3 +88,13 @@ def test_manifest_lists_every_file_and_excludes_the_evaluation_images():
 
 def test_shipped_weights_fit_in_10_mb():
     assert sum((WEIGHTS / f).stat().st_size for f, _ in PRETRAINED.values()) <= 10e6
+
+
+def test_a_shipped_teacher_checks_a_student_by_name(tmp_path):
+    from napari_skd.restoration.qc import read_qc
+
+    clean, noisy = noisy_nuclei()
+    out = restore(noisy * 1000 + 100, "pretrained:general-2d-student", tmp_path / "out.ome.zarr", chunks=128,
+                  qc_teacher="pretrained:general-2d", qc_fraction=0.5)  # fmt: skip
+    report = read_qc(out)
+    assert len(report.blocks) == 2 and all(25 < b.psnr < 100 for b in report.blocks)  # close, not identical

@@ -54,16 +54,11 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
             data=data, model=form["teacher_preset"], output=str(output.with_name(output.stem + "-teacher.pt")),
             overwrite=form["overwrite"], train={"steps": form["teacher_steps"], "lr": form["lr"]},
         )  # fmt: skip
-    elif form["teacher_mode"] == TEACHER_MODES[2]:
+    elif form["teacher_mode"] == TEACHER_MODES[2] or teacher is None:  # no teacher named: the shipped one, fine-tuned
         teacher_job = TeacherJob(
             data=data, init=SHIPPED_TEACHER, output=str(output.with_name(output.stem + "-teacher.pt")),
             overwrite=form["overwrite"], train={"steps": form["teacher_steps"], "lr": FINETUNE_LR},
         )  # fmt: skip
-    elif teacher is None:
-        raise InputError(
-            "load a teacher in the Models widget, or choose 'train a teacher first' or 'fine-tune the shipped "
-            "teacher first'"
-        )
     levels = tuple(s.strip() for s in form["levels"].split(",") if s.strip())
     loss = {"method": form["method"], "alpha1": form["alpha1"], "alpha2": form["alpha2"], "alpha3": form["alpha3"],
             "sigma": form["sigma"] or None, "levels": levels}  # fmt: skip
@@ -114,7 +109,10 @@ class DistillWidget(Container):
             tooltip="degrade clean images on the fly (when no degraded images are given)",
         )  # fmt: skip
         self.noise = field_widget(DegradationConfig, "sigma", label="noise sigma", max=2.0, step=0.01)
-        self.teacher_mode = ComboBox(label="teacher", choices=TEACHER_MODES, value=TEACHER_MODES[0])
+        self.teacher_mode = ComboBox(
+            label="teacher", choices=TEACHER_MODES, value=TEACHER_MODES[0],
+            tooltip="with no teacher loaded, 'use the loaded teacher' fine-tunes the shipped one first",
+        )  # fmt: skip
         self.teacher_preset = ComboBox(label="teacher preset", choices=list(PRESETS), value=QUICK["teacher_preset"])
         self.teacher_steps = field_widget(TrainConfig, "steps", label="teacher steps", value=QUICK["teacher_steps"])
         self.student = ComboBox(label="student", choices=list(PRESETS), value=QUICK["student"])
