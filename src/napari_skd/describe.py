@@ -134,6 +134,15 @@ def _sources(value: Any) -> str:
     return str(value)
 
 
+#: The settings each degradation uses (a record stores them all; only these are shown).
+DEGRADATION_PARAMETERS = {
+    "gaussian": ("sigma",),
+    "poisson_gaussian": ("peak", "sigma"),
+    "rician": ("sigma",),
+    "blur_noise": ("blur_sigma", "sigma"),
+}
+
+
 def _data_text(data: Any) -> str:
     """``clean sample_data/nuclei2d.tif, axes YX, degraded with poisson_gaussian (peak 20, sigma 0.05), ...``."""
     if not isinstance(data, dict):
@@ -143,7 +152,8 @@ def _data_text(data: Any) -> str:
         parts.append(f"axes {data['axes']}")
     deg = data.get("degradation")
     if isinstance(deg, dict) and deg.get("kind"):
-        params = ", ".join(f"{k} {v}" for k, v in deg.items() if k != "kind" and isinstance(v, int | float))
+        used = DEGRADATION_PARAMETERS.get(deg["kind"], ())
+        params = ", ".join(f"{k} {deg[k]}" for k in used if isinstance(deg.get(k), int | float))
         parts.append(f"degraded with {deg['kind']}" + (f" ({params})" if params else ""))
     if data.get("patch_size"):
         parts.append(f"patches {data['patch_size']}, batch {data.get('batch_size', '?')}")

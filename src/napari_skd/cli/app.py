@@ -49,13 +49,25 @@ docs: docs/cli.md (commands, YAML jobs), docs/napari.md (the plugin), docs/troub
 example jobs in docs/examples/; 'make demo' in the repository runs the whole chain on the shipped sample image."""
 
 
-class _TopHelp(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class _DefaultsOnce(argparse.HelpFormatter):
+    """Each option's default once: added to its help unless the help already names one or there is none (None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is argparse.SUPPRESS:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+class _TopHelp(_DefaultsOnce, argparse.RawDescriptionHelpFormatter):
     """Defaults in the option help; the description and the examples kept as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
 
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _DefaultsOnce
     p = _Parser(prog="napari-skd", description=DESCRIPTION, epilog=EPILOG, formatter_class=_TopHelp)
     p.add_argument("--verbose", action="store_true", help="debug log lines and tracebacks of internal errors")
     p.add_argument("--quiet", action="store_true", help="only results and errors, no progress")

@@ -20,6 +20,10 @@ from .layout import DEFAULT_HALO, DEFAULT_TEST_SIZE, MULTIPLE, min_input_size
 AUTHOR_KEYS = {"name", "affiliation", "email", "orcid"}
 
 
+#: The author a package gets when none is given (bioimage.io needs one).
+DEFAULT_AUTHOR = "napari-skd user"
+
+
 def require_packages(onnx: bool) -> None:
     """Raise ``InputError`` naming the extra to install when ``bioimageio.spec`` (or ``onnx``) is missing."""
     try:
@@ -119,7 +123,9 @@ def check_metadata(
             f"unknown licence {license!r}: use an SPDX identifier such as BSD-3-Clause, MIT, CC-BY-4.0"
         ) from err
     people = []
-    for author in authors or [{"name": "napari-skd user"}]:
+    # bioimage.io requires at least one author; without one we put a placeholder the user can see and replace
+    # (--author, the Models widget's 'authors'), never a name guessed from the machine (personal data)
+    for author in authors or [{"name": DEFAULT_AUTHOR}]:
         entry = {"name": author} if isinstance(author, str) else dict(author)
         extra = set(entry) - AUTHOR_KEYS
         if extra or "name" not in entry:
