@@ -47,3 +47,20 @@ def test_plateau_reads_the_gain_over_the_last_fifth():
     assert plateau(curve, "psnr") == {"reached": True, "last_fifth_gain_db": 0.08}
     curve[-1]["psnr"] = 27.0
     assert plateau(curve, "psnr") == {"reached": False, "last_fifth_gain_db": 1.0}
+
+
+def test_a_corpus_cache_of_other_settings_is_refused(tmp_path):
+    import pytest
+
+    from napari_skd.errors import InputError
+
+    cache = str(tmp_path / "corpus.npz")
+    run(
+        parser().parse_args(
+            ["teacher", "--model", "unet-xs", "--out", str(tmp_path / "a.pt"), "--cache", cache, *SMALL]
+        )
+    )
+    other = [*SMALL[:2], "--synthetic", "5", *SMALL[4:]]
+    with pytest.raises(InputError, match="built with other settings"):
+        run(parser().parse_args(["teacher", "--model", "unet-xs", "--out", str(tmp_path / "b.pt"), "--cache", cache,
+                                 *other]))  # fmt: skip

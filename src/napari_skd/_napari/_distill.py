@@ -21,6 +21,7 @@ from ..distillation.api import distill, train_teacher
 from ..distillation.config import DataConfig, DistillJob, LossConfig, TeacherJob, TrainConfig
 from ..errors import InputError
 from ..models import PRESETS
+from ..pretrained import STUDENT, TEACHER
 from ..progress import ProgressEvent
 from ._fields import field_widget
 from ._layers import default_axes, layer_array, layer_picker
@@ -30,8 +31,6 @@ from ._session import SESSION
 
 DEGRADATIONS: list[str] = list(get_args(DegradationConfig.model_fields["kind"].annotation))
 TEACHER_MODES = ["use the loaded teacher", "train a teacher first", "fine-tune the shipped teacher first"]
-#: The shipped generalists the third mode starts from (docs/pretrained.md).
-SHIPPED_TEACHER, SHIPPED_STUDENT = "pretrained:general-2d", "pretrained:general-2d-student"
 FINETUNE_LR = 1e-4  # small: the shipped prior is kept (and keep_best never ends below it)
 #: Where the training images come from: image layers, or files / a folder that need not be loaded.
 LAYERS, FILES, FOLDER = "image layers", "files", "a folder"
@@ -56,7 +55,7 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
         )  # fmt: skip
     elif form["teacher_mode"] == TEACHER_MODES[2] or teacher is None:  # no teacher named: the shipped one, fine-tuned
         teacher_job = TeacherJob(
-            data=data, init=SHIPPED_TEACHER, output=str(output.with_name(output.stem + "-teacher.pt")),
+            data=data, init=TEACHER, output=str(output.with_name(output.stem + "-teacher.pt")),
             overwrite=form["overwrite"], train={"steps": form["teacher_steps"], "lr": FINETUNE_LR},
         )  # fmt: skip
     levels = tuple(s.strip() for s in form["levels"].split(",") if s.strip())
@@ -68,7 +67,7 @@ def build_jobs(form: dict[str, Any], degraded: Any, clean: Any, teacher: Any) ->
         data=data,
         teacher=teacher if teacher_job is None else teacher_job.output,
         student=form["student"],
-        student_init=SHIPPED_STUDENT if form.get("student_init") else None,
+        student_init=STUDENT if form.get("student_init") else None,
         loss=loss,
         train=train,
         output=str(output),
@@ -118,7 +117,7 @@ class DistillWidget(Container):
         self.student = ComboBox(label="student", choices=list(PRESETS), value=QUICK["student"])
         self.student_init = CheckBox(
             text="start the student from the shipped one (unet-s)", value=False,
-            tooltip=f"the student starts from {SHIPPED_STUDENT} (its architecture replaces the preset) and keeps its "
+            tooltip=f"the student starts from {STUDENT} (its architecture replaces the preset) and keeps its "
             "best validation on the held-out rows",
         )  # fmt: skip
         self.method = field_widget(LossConfig, "method")

@@ -12,7 +12,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, 
 
 from ..checkpoint import Checkpoint
 from ..errors import InputError
-from ..pretrained import is_pretrained_name
+from ..pretrained import TEACHER, is_pretrained_name
 from ..progress import ProgressEvent
 from ..restoration.api import run_prepared
 from ..restoration.fidelity import FidelityReport
@@ -136,7 +136,7 @@ class RestoreWidget(Container):
         if role not in ("student", SHIPPED[0]):
             raise InputError("QC checks the student against the teacher: choose the model 'student', or untick QC")
         if role == SHIPPED[0] and SESSION.get("teacher") is None:
-            return shipped("pretrained:general-2d")
+            return shipped(TEACHER)
         return self._checkpoint("teacher")
 
     def _begin(self, fn, on_done) -> Task:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from psygnal import Signal
 
 from ..checkpoint import Checkpoint, load_checkpoint
+from ..pretrained import CNN_TEACHER, STUDENT, TEACHER
 
 
 class Session:
@@ -27,7 +28,7 @@ class Session:
 SESSION = Session()
 
 #: Shipped generalists offered by the widgets, the student first (the zero-shot default).
-SHIPPED: tuple[str, ...] = ("pretrained:general-2d-student", "pretrained:general-2d-cnn", "pretrained:general-2d")
+SHIPPED: tuple[str, ...] = (STUDENT, CNN_TEACHER, TEACHER)
 _shipped: dict[str, Checkpoint] = {}
 
 

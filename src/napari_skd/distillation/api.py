@@ -64,7 +64,7 @@ def train_teacher(
     torch.manual_seed(job.train.seed)
     start = None
     if job.init is not None:
-        model, _, start = start_from(job.init, channels, job.spatial_dims, "init")
+        model, start = start_from(job.init, channels, job.spatial_dims, "init")
     else:
         model = _build(job.model, channels, channels, job.spatial_dims)
     plan = _plan(job.data, degraded, clean, model, progress, _planned(job))
@@ -131,7 +131,7 @@ def distill(
     torch.manual_seed(job.train.seed)
     start = None
     if job.student_init is not None:
-        student, _, start = start_from(job.student_init, tcfg.in_channels, tcfg.spatial_dims, "student_init")
+        student, start = start_from(job.student_init, tcfg.in_channels, tcfg.spatial_dims, "student_init")
     else:
         student = _build(job.student, tcfg.in_channels, tcfg.out_channels, tcfg.spatial_dims)
     scfg = student.config

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import load_checkpoint
 from ..errors import InputError
 
 
-def start_from(spec: str, channels: int, spatial_dims: int, what: str) -> tuple[nn.Module, Checkpoint, dict]:
+def start_from(spec: str, channels: int, spatial_dims: int, what: str) -> tuple[nn.Module, dict]:
     """The network of checkpoint ``spec`` (its weights, in training mode) after checking that it takes ``channels``
     channels in ``spatial_dims`` D, and the record entry saying where training started."""
     ck = load_checkpoint(spec)
@@ -20,7 +20,7 @@ def start_from(spec: str, channels: int, spatial_dims: int, what: str) -> tuple[
             "leave it out to train from scratch"
         )
     start = {"checkpoint": str(spec), "hash": ck.hash, "role": ck.role, "steps": ck.record.get("steps")}
-    return ck.model.train(), ck, start
+    return ck.model.train(), start
 
 
 def keep_best(setting: bool | None, init: str | None) -> bool:

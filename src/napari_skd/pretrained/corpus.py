@@ -159,43 +159,42 @@ def normalise_pair(noisy: torch.Tensor, clean: torch.Tensor) -> tuple[torch.Tens
     return (noisy - lo) / span, (clean - lo) / span
 
 
+def draw_batch(images: torch.Tensor, patch: int, seed: int, step: int, n: int, rank: int = 0) -> Batch:
+    """``n`` degraded and clean patch pairs from ``images`` (N, S, S): random crops, flips and 90-degree turns, a
+    random contrast, a blind degradation each, per-input normalisation; a pure function of (seed, step, rank)."""
+    device = images.device
+    gen = torch.Generator(device).manual_seed(hash((seed, step, rank)) % 2**63)
+    count, size = images.shape[0], images.shape[-1]
+    idx = torch.randint(0, count, (n,), generator=gen, device=device).tolist()
+    offsets = torch.randint(0, size - patch + 1, (n, 2), generator=gen, device=device).tolist()
+    turns = torch.randint(0, 8, (n,), generator=gen, device=device).tolist()
+    patches = []
+    for i, (y, x), t in zip(idx, offsets, turns, strict=True):
+        p = torch.rot90(images[i, y : y + patch, x : x + patch], t % 4)
+        patches.append(p.flip(-1) if t >= 4 else p)
+    clean = torch.stack(patches)[:, None]
+    scale = 0.4 + 0.6 * torch.rand(n, 1, 1, 1, generator=gen, device=device)  # not always full range
+    clean = clean * scale + 0.1 * torch.rand(n, 1, 1, 1, generator=gen, device=device)
+    noisy, target = normalise_pair(degrade_blind(clean, gen), clean)
+    return Batch(noisy.contiguous(), target.contiguous())
+
+
 class CorpusStream:
-    """Training batches from a ``Corpus``, a pure function of (seed, step, rank), on ``device``."""
+    """Training batches from a ``Corpus`` on ``device`` (the trainer's sampler interface), and fixed validation
+    batches of the held-out synthetic and natural images."""
 
     def __init__(self, corpus: Corpus, patch: int, device: torch.device, seed: int = 0, val_patches: int = 64):
         self.corpus, self.patch, self.device, self.seed = corpus, patch, device, seed
         self.images = torch.from_numpy(corpus.images).to(device)
-        self.validation = {name: self._fixed(imgs, val_patches, i) for i, (name, imgs) in
-                           enumerate((("synthetic", corpus.val_synthetic), ("natural", corpus.val_natural)))
-                           if len(imgs)}  # fmt: skip
+        held_out = (("synthetic", corpus.val_synthetic), ("natural", corpus.val_natural))
+        self.validation = {
+            name: draw_batch(torch.from_numpy(imgs).to(device), patch, seed + 7919 + salt, 0, val_patches)
+            for salt, (name, imgs) in enumerate(held_out)
+            if len(imgs)
+        }
 
     def batch(self, step: int, n: int, rank: int = 0) -> Batch:
-        gen = torch.Generator(self.device).manual_seed(hash((self.seed, step, rank)) % 2**63)
-        count, size = self.images.shape[0], self.images.shape[-1]
-        idx = torch.randint(0, count, (n,), generator=gen, device=self.device).tolist()
-        offsets = torch.randint(0, size - self.patch + 1, (n, 2), generator=gen, device=self.device).tolist()
-        turns = torch.randint(0, 8, (n,), generator=gen, device=self.device).tolist()
-        patches = []
-        for i, (y, x), t in zip(idx, offsets, turns, strict=True):
-            p = self.images[i, y : y + self.patch, x : x + self.patch]
-            p = torch.rot90(p, t % 4)
-            patches.append(p.flip(-1) if t >= 4 else p)
-        clean = torch.stack(patches)[:, None]
-        scale = 0.4 + 0.6 * torch.rand(n, 1, 1, 1, generator=gen, device=self.device)  # not always full range
-        clean = clean * scale + 0.1 * torch.rand(n, 1, 1, 1, generator=gen, device=self.device)
-        noisy, target = normalise_pair(degrade_blind(clean, gen), clean)
-        return Batch(noisy.contiguous(), target.contiguous())
-
-    def _fixed(self, images: np.ndarray, count: int, salt: int) -> Batch:
-        """A fixed validation batch: centre crops of ``images`` with seeded degradations over the whole range."""
-        stream = CorpusStream.__new__(CorpusStream)
-        stream.images, stream.patch, stream.device, stream.seed = (
-            torch.from_numpy(images).to(self.device),
-            self.patch,
-            self.device,
-            self.seed + 7919 + salt,
-        )
-        return stream.batch(0, count)  # fmt: skip
+        return draw_batch(self.images, self.patch, self.seed, step, n, rank)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -9,6 +9,8 @@ from typing import Any
 from ..errors import CheckpointError
 
 PREFIX = "pretrained:"
+#: The shipped generalists by role (docs/pretrained.md).
+TEACHER, CNN_TEACHER, STUDENT = "pretrained:general-2d", "pretrained:general-2d-cnn", "pretrained:general-2d-student"
 WEIGHTS = Path(__file__).parent / "weights"
 #: Name -> (file inside ``weights/``, what it is).
 PRETRAINED: dict[str, tuple[str, str]] = {

@@ -27,6 +27,7 @@ from ..device import channels_last, resolve_device
 from ..distillation.config import LossConfig, TrainConfig
 from ..distillation.objectives import DistillObjective, StudentWithProjections
 from ..distillation.trainer import Trainer
+from ..errors import InputError
 from ..models import build_model
 from ..normalize import Normalization
 from .corpus import PMAX, PMIN, Corpus, CorpusStream, build_corpus, psnr
@@ -73,7 +74,8 @@ def plateau(validations: list[dict], key: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> Path:
-    torch.set_num_threads(max(1, args.threads)) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, where = resolve_device(args.device)
     if device.type == "cuda":  # fixed shapes: let cuDNN pick its kernels; TF32 matmuls outside autocast
         torch.backends.cudnn.benchmark = True
@@ -157,7 +159,15 @@ def _corpus(args: argparse.Namespace) -> Corpus:
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.exists():
         z = np.load(cache, allow_pickle=False)
-        return Corpus(z["images"], z["val_synthetic"], z["val_natural"], json.loads(str(z["manifest"])))
+        corpus = Corpus(z["images"], z["val_synthetic"], z["val_natural"], json.loads(str(z["manifest"])))
+        built = corpus.manifest["synthetic"]
+        wanted = {"count": args.synthetic, "size": args.size, "seed": args.seed}
+        if {k: built[k] for k in wanted} != wanted or corpus.manifest["natural_crops"] > args.natural_crops:
+            raise InputError(
+                f"the corpus cache {cache} was built with other settings ({built}, "
+                f"{corpus.manifest['natural_crops']} natural crops); delete it or give another --cache"
+            )
+        return corpus
     t = time.perf_counter()
     corpus = build_corpus(args.synthetic, args.size, args.seed, args.natural_crops, args.workers)
     print(f"corpus: {len(corpus.images)} images in {time.perf_counter() - t:.0f} s", flush=True)
