@@ -14,15 +14,37 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# torch first and pinned: a CPU wheel here; an unpinned torch would pull gigabytes of CUDA packages.
+# torch first and pinned, so that nothing installed later pulls another build. Which build is decided here, once:
+#   cuda  when `nvidia-smi` runs and lists a GPU: torch from the default index (PyPI's Linux wheel is the CUDA build,
+#         with its nvidia-* packages);
+#   cpu   otherwise: torch alone from PyTorch's CPU index (2.13.0+cpu on Linux, no nvidia-* packages), then its
+#         plain dependencies from the default index (the +cpu torch satisfies the pin, so pip keeps it). --no-deps
+#         keeps the CPU index to one look-up: a machine that has the CPU wheel locally (pip's find-links) but cannot
+#         reach download.pytorch.org then only waits for pip's retries once, and pip still installs the local wheel.
+# Force one with `make demo TORCH_VARIANT=cpu` (or cuda; also for `make test`). An existing $(VENV) keeps the torch
+# it has: `make clean` first to switch.
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+ifeq ($(origin TORCH_VARIANT),undefined)
+TORCH_VARIANT := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+endif
+ifeq ($(filter cpu cuda,$(TORCH_VARIANT)),)
+$(error TORCH_VARIANT must be cpu or cuda, not '$(TORCH_VARIANT)')
+endif
+
 $(VENV)/.torch: | $(PY)
+ifeq ($(TORCH_VARIANT),cpu)
+	$(PY) -m pip install -q --no-deps $(TORCH) --index-url $(TORCH_CPU_INDEX)
+endif
 	$(PY) -m pip install -q $(TORCH)
 	touch $@
 
 $(STAMP): pyproject.toml $(VENV)/.torch
 	$(PY) -m pip install -q -e ".[gui,medical,dev]"
+ifeq ($(TORCH_VARIANT),cpu)
 	@if $(PY) -m pip list 2>/dev/null | grep -qi nvidia; then \
-		echo "error: CUDA packages were installed into $(VENV); remove it and install $(TORCH) first"; exit 1; fi
+		echo "error: CUDA packages were installed into $(VENV) (TORCH_VARIANT=cpu): make clean, then make again"; \
+		exit 1; fi
+endif
 	touch $@
 
 # Xvfb and the xcb libraries that Qt needs for napari's GUI tests (installed only when missing).
