@@ -15,12 +15,12 @@ from pydantic import ValidationError
 from ..errors import CheckpointError
 from ..models import ModelConfig
 from .format import Checkpoint
-from .load import _model_with_weights, _safe_load
+from .safe import model_with_weights, safe_load
 
 _LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
 
 
-def _looks_official(obj: dict) -> bool:
+def looks_official(obj: dict) -> bool:
     """Whether a loaded dict holds Restormer weights (under ``params``, ``state_dict`` or at the top level)."""
     state = obj.get("params", obj.get("state_dict", obj))
     return isinstance(state, dict) and "patch_embed.proj.weight" in state
@@ -60,14 +60,14 @@ def official_config(state: dict[str, torch.Tensor], **overrides: Any) -> ModelCo
         raise CheckpointError(f"the official Restormer weights give an invalid architecture: {exc}") from exc
 
 
-def _import_state(obj: dict, path: str | os.PathLike, **overrides: Any) -> Checkpoint:
+def official_checkpoint(obj: dict, path: str | os.PathLike, **overrides: Any) -> Checkpoint:
     """Build the teacher checkpoint from a loaded official file (weights checked like any checkpoint's)."""
     state = obj.get("params", obj.get("state_dict", obj))
     try:
         config = official_config(state, **overrides)
     except KeyError as exc:
         raise CheckpointError(f"{path} looks like a Restormer file but lacks the weight {exc}") from exc
-    model = _model_with_weights(config, state, path)
+    model = model_with_weights(config, state, path)
     record = {"imported_from": str(path), "source": "official Restormer weights (swz30/Restormer)"}
     return Checkpoint(model=model, config=config, role="teacher", record=record, path=Path(path))
 
@@ -77,10 +77,10 @@ def import_restormer(path: str | os.PathLike, **build_overrides: Any) -> Checkpo
 
     The architecture is read from the weights; ``build_overrides`` may fix fields such as ``layernorm_type``.
     """
-    obj = _safe_load(path)
-    if not isinstance(obj, dict) or not _looks_official(obj):
+    obj = safe_load(path)
+    if not isinstance(obj, dict) or not looks_official(obj):
         raise CheckpointError(
             f"{path} is not an official Restormer file: expected {{'params': state_dict}} with the Restormer's "
             "parameter names (patch_embed.proj.weight, ...)"
         )
-    return _import_state(obj, path, **build_overrides)
+    return official_checkpoint(obj, path, **build_overrides)
