@@ -699,7 +699,7 @@ def _(tmp: Path, env: Env) -> Case:
     return Case(lambda: restore(picture(), env.ck2d, batch_size=0), [env.ck2d])
 
 
-@row("api-pyramid-negative", "api", "`pyramid_levels=-1`", "pyramid_levels must be a whole number >= 0")
+@row("api-pyramid-negative", "api", "`pyramid_levels=-1`", "pyramid_levels must be 'auto' or a whole number >= 0")
 def _(tmp: Path, env: Env) -> Case:
     out = tmp / "out.zarr"
     return Case(lambda: restore(picture(), env.ck2d, out, pyramid_levels=-1), [env.ck2d], [out])

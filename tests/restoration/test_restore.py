@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from napari_skd import restore
 from napari_skd.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_skd.errors import InputError
 from napari_skd.io import open_image
-from napari_skd.io.writers import create_ome_zarr
+from napari_skd.io.writers import build_pyramid, create_ome_zarr
 from napari_skd.models import build_model
 from napari_skd.normalize import Normalization
 from napari_skd.restoration.plan import plan_blocks
@@ -365,9 +366,13 @@ def test_stale_lock_is_taken_over_but_another_hosts_lock_is_not(job, tmp_path):
 def test_dask_backend_with_two_workers_gives_the_same_bytes(job, tmp_path):
     out = tmp_path / "out.zarr"
     events = []
-    restore(job["src"], job["ckpt"], out, distributed=2, progress=events.append, **GRID)
+    restore(job["src"], job["ckpt"], out, distributed=2, pyramid_levels=2, progress=events.append, **GRID)
     assert [e.step for e in events if e.phase == "restore"][-1] == 6
     assert file_digest(out / "0") == file_digest(job["reference"] / "0")  # the chunks; the record notes "dask"
+    built = shutil.copytree(job["reference"], tmp_path / "built.zarr")  # the same pyramid, built at the end
+    build_pyramid(built, 2)
+    for level in ("1", "2"):  # filled by the main process as the workers' blocks came back
+        assert file_digest(out / level) == file_digest(built / level)
     assert file_digest(job["src"]) == job["digest"]
 
 

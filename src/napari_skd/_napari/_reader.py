@@ -1,5 +1,7 @@
 """npe2 reader: NIfTI, DICOM (a .dcm file or a series folder) and OME-Zarr open as lazy image layers with their
-voxel spacing (scale), origin (translate), units and channel names. TIFF is left to napari's own reader."""
+voxel spacing (scale), origin (translate), units and channel names; an OME-Zarr with a pyramid opens as one
+multiscale layer holding every level, so napari reads only the level and region on screen. TIFF is left to
+napari's own reader."""
 
 from __future__ import annotations
 
@@ -62,9 +64,10 @@ def image_layers(image: Image) -> list[LayerData]:
     (``channel_axis``, named after the channel labels); scale, translate and units follow the remaining axes."""
     rgb = _is_rgb(image)
     image = image.to_canonical()
-    data, axes = image.data, image.axes
+    levels, axes = [image.data, *image.pyramid], image.axes
     if rgb:  # napari shows an RGB(A) layer with its colour samples last
-        data, axes = da.moveaxis(data, axes.index("C"), -1), axes.replace("C", "") + "C"
+        levels, axes = [da.moveaxis(d, axes.index("C"), -1) for d in levels], axes.replace("C", "") + "C"
+    data = levels if len(levels) > 1 else levels[0]  # every level of an OME-Zarr: one multiscale layer
     layer_axes = axes.replace("C", "")
     units = {a: u for a, u in image.units.items() if a in layer_axes}
     meta = {
@@ -85,11 +88,13 @@ def image_layers(image: Image) -> list[LayerData]:
         kwargs["units"] = napari_units
     if rgb:
         return [(data, {**kwargs, "rgb": True}, "image")]
+    if len(levels) > 1:
+        kwargs["multiscale"] = True
     if "C" not in axes:
         return [(data, {**kwargs, "colormap": "gray"}, "image")]
 
     channel_axis = axes.index("C")
-    n = data.shape[channel_axis]
+    n = levels[0].shape[channel_axis]
     channels = image.channels if len(image.channels) == n else [{} for _ in range(n)]
     labels = [c.get("label") or f"{image.name} [{i}]" for i, c in enumerate(channels)]
     # napari splits every keyword per channel: per-channel lists keep strings and dicts from being split apart

@@ -1,14 +1,14 @@
 """OME-Zarr output: a zarr v3 group with OME-NGFF 0.5 metadata, level-0 array ``"0"`` and an optional pyramid.
 
-The array is created first (empty chunks read as the fill value); blocks are written into it afterwards, one chunk
-each, by whoever restores them. ``build_pyramid`` adds mean-downsampled levels ``"1"``, ``"2"``, ... once level 0 is
-complete, streaming chunk by chunk. ``open_image`` and napari read the result back (axes, scale, translation).
+The arrays are created first (empty chunks read as the fill value); blocks are written into level 0 afterwards, one
+chunk each, by whoever restores them, and the mean-downsampled levels ``"1"``, ``"2"``, ... follow each block
+(``io.pyramid.update_pyramid``) or are built once level 0 is complete (``build_pyramid``), chunk by chunk.
+``open_image`` and napari read the result back (axes, scale, translation; napari every level).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
+from .pyramid import DOWNSAMPLE, level_chunks, level_shapes, update_pyramid
 
 NGFF_VERSION = "0.5"
 #: The root attribute that marks a store as written by napari-skd (a restore record, or ``{"writer": ...}``).
@@ -77,8 +78,10 @@ def create_ome_zarr(
     name: str = "image",
     attributes: Mapping[str, Any] | None = None,
     channels: Sequence[Mapping[str, Any]] = (),
+    levels: int = 0,
 ) -> Any:
-    """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array.
+    """Create the OME-Zarr group at ``path`` (which may exist as an empty folder) and return its level-0 array;
+    ``levels`` empty pyramid levels are created beside it, for :func:`update_pyramid` to fill as blocks arrive.
 
     ``channels`` (``label``, ``color`` per channel, as read from an input) become the ``omero`` metadata when their
     number matches the ``C`` axis.
@@ -94,7 +97,7 @@ def create_ome_zarr(
         ome["omero"] = {"channels": [dict(c) for c in channels]}
     try:
         group = zarr.create_group(str(path), zarr_format=3, attributes={"ome": ome, **(attributes or {})})
-        return group.create_array(
+        array = group.create_array(
             "0",
             shape=tuple(int(n) for n in shape),
             chunks=tuple(int(c) for c in chunks),
@@ -102,6 +105,9 @@ def create_ome_zarr(
             fill_value=0,
             dimension_names=[a.lower() for a in axes],
         )
+        if levels:
+            add_levels(group, levels)
+        return array
     except OSError as err:
         raise InputError(f"cannot write the output {path}: {err}; choose a folder you can write to") from err
 
@@ -148,38 +154,35 @@ def open_level(path: str | os.PathLike, level: int = 0, mode: str = "r+") -> Any
     return zarr.open_array(str(Path(path) / str(level)), mode=mode)
 
 
-def build_pyramid(path: str | os.PathLike, levels: int, downsample: str = "YX") -> int:
-    """Add mean-downsampled levels ``1..levels`` (2x along ``downsample``), chunk by chunk; returns the count made.
-
-    Level k keeps level 0's chunk shape (capped to its size); stops early when an axis would shrink below 1 voxel.
-    Integer data is rounded back to its dtype. The ``multiscales`` metadata then lists every level.
-    """
+def build_pyramid(path: str | os.PathLike, levels: int, downsample: str = DOWNSAMPLE) -> int:
+    """Give the OME-Zarr at ``path`` levels ``1..levels`` (2x means along ``downsample``), computed chunk by chunk
+    from level 0; returns the count made (fewer when a side would shrink below 1 voxel). The ``multiscales``
+    metadata then lists every level."""
     group = zarr.open_group(str(path), mode="r+")
+    made = add_levels(group, levels, downsample)
+    arrays = [group[str(k)] for k in range(made + 1)]
+    update_pyramid(arrays, _axes(group), (slice(None),) * arrays[0].ndim, downsample)
+    return made
+
+
+def add_levels(group: Any, levels: int, downsample: str = DOWNSAMPLE) -> int:
+    """Create the (empty) arrays of levels ``1..levels`` that ``group`` lacks and list every level in its
+    ``multiscales`` metadata (chunks: :func:`level_chunks`). Returns the count of levels beyond 0 that now exist."""
     ome = dict(group.attrs["ome"])
     ms = ome["multiscales"][0]
-    axes = "".join(a["name"].upper() for a in ms["axes"])
-    source, made = group["0"], 0
-    for k in range(1, levels + 1):
-        shape = tuple(n // 2 if a in downsample else n for a, n in zip(axes, source.shape, strict=True))
-        if min(shape) < 1:
-            break
-        chunks = tuple(min(c, n) for c, n in zip(group["0"].chunks, shape, strict=True))
-        target = group.create_array(
-            str(k),
-            shape=shape,
-            chunks=chunks,
-            dtype=source.dtype,
-            fill_value=0,
-            overwrite=True,
-            dimension_names=[a.lower() for a in axes],
-        )
-        for index in np.ndindex(*(math.ceil(n / c) for n, c in zip(shape, chunks, strict=True))):
-            out = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, shape, strict=True))
-            src = tuple(
-                slice(2 * s.start, 2 * s.stop) if a in downsample else s for a, s in zip(axes, out, strict=True)
+    axes = _axes(group)
+    base = group["0"]
+    shapes = level_shapes(base.shape, axes, levels, downsample)
+    for k, shape in enumerate(shapes, start=1):
+        if not _has(group, str(k)):
+            group.create_array(
+                str(k),
+                shape=shape,
+                chunks=level_chunks(base.chunks, shape, axes, k, downsample),
+                dtype=base.dtype,
+                fill_value=0,
+                dimension_names=[a.lower() for a in axes],
             )
-            target[out] = _mean_pool(np.asarray(source[src]), [a in downsample for a in axes], source.dtype)
-        source, made = target, k
     scale = {a: 1.0 for a in axes}
     translation = {a: 0.0 for a in axes}
     for t in ms["datasets"][0]["coordinateTransformations"]:
@@ -192,27 +195,28 @@ def build_pyramid(path: str | os.PathLike, levels: int, downsample: str = "YX") 
             scale=scale,
             units=units,
             translation=translation,
-            levels=made + 1,
+            levels=len(shapes) + 1,
             downsample=downsample,
             name=ms.get("name", "image"),
         )
     ]
     group.attrs["ome"] = ome
-    return made
+    return len(shapes)
 
 
-def _mean_pool(x: np.ndarray, pooled: Sequence[bool], dtype: np.dtype) -> np.ndarray:
-    """2x mean over the ``pooled`` axes (their lengths are even); integers are rounded and clipped."""
-    shape: list[int] = []
-    pairs: list[int] = []
-    for n, p in zip(x.shape, pooled, strict=True):
-        if p:
-            shape += [n // 2, 2]
-            pairs.append(len(shape) - 1)
-        else:
-            shape.append(n)
-    y = x.reshape(shape).mean(axis=tuple(pairs), dtype=np.float64)
-    if np.dtype(dtype).kind in "ui":
-        info = np.iinfo(dtype)
-        y = np.clip(np.rint(y), info.min, info.max)
-    return y.astype(dtype)
+def pyramid_arrays(group: Any) -> list[Any]:
+    """The arrays of every level the ``multiscales`` metadata of ``group`` lists, level 0 first."""
+    datasets = group.attrs["ome"]["multiscales"][0]["datasets"]
+    return [group[d["path"]] for d in datasets]
+
+
+def _has(group: Any, key: str) -> bool:
+    try:  # a lookup, not a listing: listing warns about our lock file beside the arrays
+        group[key]
+    except KeyError:
+        return False
+    return True
+
+
+def _axes(group: Any) -> str:
+    return "".join(a["name"].upper() for a in group.attrs["ome"]["multiscales"][0]["axes"])

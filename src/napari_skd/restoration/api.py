@@ -44,7 +44,7 @@ def restore(
     chunks: int | tuple[int, ...] | None = None,
     distributed: str | int | None = None,
     dtype: str = "float32",
-    pyramid_levels: int = 0,
+    pyramid_levels: int | str = "auto",
     intensities: str = "check",
     qc_teacher: Any = None,
     qc_fraction: float = 0.05,
@@ -57,7 +57,8 @@ def restore(
       output is in the input's intensity units: float32, or the input's dtype with ``dtype="input"`` (rounded and
       clipped to its range).
     - ``output=None`` returns a numpy array (axes in the input's order); a path writes an OME-Zarr (NGFF 0.5, axes
-      in TCZYX order, scale and translation of the input, ``pyramid_levels`` extra 2x levels) and returns the path.
+      in TCZYX order, scale and translation of the input; ``pyramid_levels`` extra 2x levels, by default
+      (``"auto"``) until the smallest fits 1024 px, filled in as blocks finish) and returns the path.
       Rerunning the same job on a partial output resumes it; anything else there needs ``overwrite=True``.
     - ``tile`` (largest model tile), ``overlap`` (= halo), ``chunks`` (output block = zarr chunk), ``window``
       (``"cosine"`` or ``"gaussian"``), ``batch_size``: see ``restoration.plan``; defaults in ``options.DEFAULTS``.
@@ -198,12 +199,12 @@ def _to_store(
         where = f"resuming: {done} of {n} blocks already done{note}; " if done else ""
         emit(progress, ProgressEvent("restore", done, n, message=where + job.sentence))
         if options.distributed is not None:
-            finished = run_distributed(spec, todo, options.distributed, lambda item: store.mark_done(item.key),
+            finished = run_distributed(spec, todo, options.distributed, store.written,
                                        total=n, done_before=done, progress=progress, cancel=cancel)  # fmt: skip
         else:
             finished = _run_local(job, todo, store.write, done, progress, cancel)
         if finished:
-            store.finish(options.pyramid_levels)
+            store.finish()
             if teacher is not None:
                 _check_store(job, store, teacher, options, progress, cancel)
             emit(progress, ProgressEvent("done", n, n, message=f"wrote {output}"))

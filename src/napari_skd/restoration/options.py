@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
+from ..io.pyramid import FIT_PX, auto_levels
 from .blend import WINDOWS, Window
 from .intensities import Intensities
 from .plan import snap_up
@@ -60,7 +61,11 @@ class RestoreOptions(BaseModel):
     dtype: str = Field(
         "float32", description="Output type: float32, input (the input's type, rounded and clipped) or e.g. uint16."
     )
-    pyramid_levels: int = Field(0, ge=0, le=10, description="Extra 2x-downsampled levels written afterwards.")
+    pyramid_levels: int | str = Field(
+        "auto",
+        description="Extra 2x-downsampled levels of an OME-Zarr output, filled in as blocks finish: auto (until the "
+        f"smallest fits {FIT_PX} px in Y and X; none for smaller images) or a number (0: level 0 only).",
+    )
     intensities: Intensities = Field(
         "check",
         description="check: refuse an input whose intensities are far from the training data's; renormalize: use "
@@ -100,8 +105,14 @@ class RestoreOptions(BaseModel):
     @field_validator("pyramid_levels", mode="before")
     @classmethod
     def _levels(cls, v: Any) -> Any:
+        if v == "auto":
+            return v
+        if isinstance(v, str) and v.strip().isdigit():  # a command-line or YAML string such as "3"
+            v = int(v)
         if not _whole(v, 0) or v > 10:
-            raise ValueError(f"pyramid_levels must be a whole number >= 0 (0: level 0 only; at most 10), got {v!r}")
+            raise ValueError(
+                f"pyramid_levels must be 'auto' or a whole number >= 0 (0: level 0 only; at most 10), got {v!r}"
+            )
         return int(v)
 
     @field_validator("window", mode="before")
@@ -183,6 +194,11 @@ class Options:
     window: Window
     dtype: str
     batch_size: int
+    pyramid_levels: int | str = "auto"  # not fingerprinted: a resumed run may ask for more levels
+
+    def levels_for(self, shape: Sequence[int], axes: str) -> int:
+        """The pyramid levels an output of ``shape`` (dimensions ``axes``) gets: ``auto`` resolved, or the number."""
+        return auto_levels(shape, axes) if self.pyramid_levels == "auto" else int(self.pyramid_levels)
 
     def job(self) -> dict[str, Any]:
         """The fingerprinted options (``halo`` is kept as its own key, equal to ``overlap``, so outputs written
@@ -222,7 +238,9 @@ def resolve_options(
     block = tuple(min(c, n) for c, n in zip(block, spatial_shape, strict=True))
     dtype = np.dtype(input_dtype).name if options.dtype == "input" else options.dtype
     batch = options.batch_size if options.batch_size is not None else GPU_BATCH
-    return Options(tiles, overlap, block, options.window, dtype, tiles_per_call(batch, device_type))
+    return Options(
+        tiles, overlap, block, options.window, dtype, tiles_per_call(batch, device_type), options.pyramid_levels
+    )
 
 
 def _per_axis(name: str, value: Sides | None, default: Sequence[int], axes: str) -> tuple[int, ...]:

@@ -3,8 +3,9 @@
 ``OutputStore.open(path, job, overwrite)`` decides what may happen at ``path`` (the refusal rules and the writer lock
 of ``state``), creates the OME-Zarr and only then its record (so a store without a record is never taken for a
 resumable one), or resumes a partial output of the same job after removing the temporary files a killed write left.
-While the lock is held, blocks are written and recorded (``write``; ``mark_done`` when a dask worker wrote it), and
-``finish`` adds the pyramid and marks the output complete. A block is recorded only after its chunk is written.
+While the lock is held, blocks are written and recorded (``write``; ``written`` when a dask worker wrote it), each
+followed by the pyramid levels it touches, so a viewer zoomed out sees the output fill in; ``finish`` adds any
+levels still missing and marks the output complete. A block is recorded only after its chunk and levels are written.
 
 Readers outside this module use :func:`read_output` and :func:`open_output_array`, never the store's layout.
 """
@@ -24,7 +25,8 @@ import zarr
 
 from ..errors import InputError
 from ..io import open_image
-from ..io.writers import build_pyramid, create_ome_zarr, open_level
+from ..io.pyramid import update_pyramid
+from ..io.writers import build_pyramid, create_ome_zarr, open_level, pyramid_arrays
 from .layout import Layout, OutputBlock, place
 from .prepare import PreparedRestore
 from .state import (
@@ -49,6 +51,10 @@ class OutputStore:
         self._ordinal = {item.key: i for i, item in enumerate(job.items)}
         self.done = decode_done(record.get("done", ""), record["blocks"])
         self._lock = threading.Lock()
+        self._pyramid_lock = threading.Lock()
+        self._levels = pyramid_arrays(group)[1:]  # the arrays of levels 1, 2, ... (written with level 0)
+        self._axes = "".join(a["name"].upper() for a in group.attrs["ome"]["multiscales"][0]["axes"])
+        self._wanted = job.options.levels_for(array.shape, self._axes)
 
     @classmethod
     @contextlib.contextmanager
@@ -69,6 +75,7 @@ class OutputStore:
                     translation=c.translation,
                     name=c.name,
                     channels=c.channels,
+                    levels=job.options.levels_for(job.layout.out_shape, job.layout.axes),
                 )
                 group = zarr.open_group(str(path), mode="r+")
                 record = new_record(description, len(job.items), c.intensity_unit)
@@ -102,8 +109,17 @@ class OutputStore:
         return [item for item in items if not self.done[self._ordinal[item.key]]]
 
     def write(self, item: OutputBlock, values: np.ndarray) -> None:
-        """Write a restored block into its chunk, then record it."""
+        """Write a restored block into its chunk and the pyramid levels over it, then record it."""
         write_block(self.array, self.layout, item, values)
+        self.written(item)
+
+    def written(self, item: OutputBlock) -> None:
+        """A block whose level-0 chunk is on disk (written here or by a dask worker): update the pyramid levels
+        over it, then record it."""
+        if self._levels:
+            with self._pyramid_lock:
+                index = self.layout.index(item.outer, item.block.out)
+                update_pyramid([self.array, *self._levels], self._axes, index)
         self.mark_done(item.key)
 
     def mark_done(self, key: str) -> None:
@@ -121,10 +137,11 @@ class OutputStore:
             return f" (earlier blocks ran with {before}: their last bits of rounding may differ)"
         return ""
 
-    def finish(self, pyramid_levels: int) -> None:
-        """Add ``pyramid_levels`` downsampled levels, then mark the output complete."""
-        if pyramid_levels:
-            build_pyramid(self.path, pyramid_levels)
+    def finish(self) -> None:
+        """Build the pyramid levels this job asks for that blocks did not fill (an output begun by an older version,
+        or more levels asked on resume), then mark the output complete."""
+        if self._wanted > len(self._levels):
+            build_pyramid(self.path, self._wanted)
             self._group = zarr.open_group(str(self.path), mode="r+")  # holds the new multiscales
         with self._lock:
             self._write(complete=True)
@@ -149,13 +166,15 @@ def open_output_array(path: str | Path) -> Any:
     return open_level(path)
 
 
-def read_output(path: str | Path, axes: str) -> tuple[Any, str]:
-    """The output at ``path`` as a lazy dask array in the order of ``axes`` (letters the output lacks are skipped),
-    with a fresh dask name so that a viewer never shows chunks cached before they were written; and its axes."""
+def read_output(path: str | Path, axes: str) -> tuple[list[Any], str]:
+    """The output at ``path`` lazily, every pyramid level (level 0 first; one entry without a pyramid), in the order
+    of ``axes`` (letters the output lacks are skipped), and its axes. Fresh dask names, so that a viewer never shows
+    chunks cached before they were written."""
     image = open_image(path)
-    data = da.from_zarr(open_level(path, mode="r"), name=f"skd-{uuid.uuid4().hex}")
+    group = zarr.open_group(str(path), mode="r")
     order = [image.axes.index(a) for a in axes if a in image.axes]
-    return data.transpose(order), "".join(image.axes[i] for i in order)
+    levels = [da.from_zarr(a, name=f"skd-{uuid.uuid4().hex}").transpose(order) for a in pyramid_arrays(group)]
+    return levels, "".join(image.axes[i] for i in order)
 
 
 def output_exists(path: str | Path) -> bool:

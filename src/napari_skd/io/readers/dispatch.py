@@ -37,7 +37,7 @@ def open_image(source: Any, axes: str | None = None) -> Image:
             *(_by_position(source.axes, d) for d in (source.scale, source.units, source.translation)),
         )
         raw.intensity_unit, name, where = source.intensity_unit, source.name, source.source
-        raw.affine, raw.channels = source.affine, source.channels
+        raw.affine, raw.channels, raw.pyramid = source.affine, source.channels, source.pyramid
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         raw, name, where = _read_path(path), stem(path), str(path)
@@ -60,6 +60,7 @@ def open_image(source: Any, axes: str | None = None) -> Image:
         name=name,
         affine=raw.affine,
         channels=raw.channels,
+        pyramid=raw.pyramid,
     )
 
 

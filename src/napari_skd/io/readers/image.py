@@ -40,6 +40,7 @@ class Image:
     name: str = "image"
     affine: np.ndarray | None = None  # a NIfTI file's 4 x 4 voxel-to-world affine (X, Y, Z), kept for NIfTI output
     channels: list[dict[str, Any]] = field(default_factory=list)  # OME channel metadata (label, color), if any
+    pyramid: list[da.Array] = field(default_factory=list)  # coarser levels of a multiscale file, same axes as data
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -48,7 +49,12 @@ class Image:
     def to_canonical(self) -> Image:
         """The same image with its dimensions (lazily) transposed into TCZYX order."""
         order = canonical_order(self.axes)
-        return dataclasses.replace(self, data=self.data.transpose(order), axes="".join(self.axes[i] for i in order))
+        return dataclasses.replace(
+            self,
+            data=self.data.transpose(order),
+            axes="".join(self.axes[i] for i in order),
+            pyramid=[level.transpose(order) for level in self.pyramid],
+        )
 
 
 @dataclass
@@ -63,3 +69,4 @@ class RawImage:
     intensity_unit: str | None = None
     affine: np.ndarray | None = None
     channels: list[dict[str, Any]] = field(default_factory=list)
+    pyramid: list[da.Array] = field(default_factory=list)

@@ -1,4 +1,5 @@
-"""zarr v2/v3 arrays and groups, and OME-Zarr (NGFF 0.4/0.5) level 0 with its axes, scale and translation.
+"""zarr v2/v3 arrays and groups, and OME-Zarr (NGFF 0.4/0.5): level 0 with its axes, scale and translation, and
+the coarser levels (``pyramid``) lazily, for viewers.
 
 A bioformats2raw container (``bioformats2raw.layout`` at its root, images in ``0/``, ``1/``...) opens its image
 when it holds one; with several, the message names them.
@@ -73,11 +74,33 @@ def from_zarr_node(node: Any, where: str, path: Path | None = None) -> RawImage:
             f"'{where}/0', with axes"
         ) from err
     raw = from_zarr_node(array, f"{where}/{level}", path and path / level)
+    raw.pyramid = _coarser_levels(node, ms["datasets"][1:], array.shape, where, path)
     raw.axes = axes or None
     raw.scale, raw.translation = dict(enumerate(scale)), dict(enumerate(translation))
     raw.units = units
     raw.channels = _channels(attrs.get("ome", attrs).get("omero"))
     return raw
+
+
+def _coarser_levels(
+    node: Any, datasets: list[Any], shape: tuple[int, ...], where: str, path: Path | None
+) -> list[da.Array]:
+    """The lazy arrays of an OME-Zarr's levels after the first, each no larger than the one before; reading stops
+    at the first level that is missing, of another dimensionality or not smaller (viewers need a shrinking list)."""
+    levels: list[da.Array] = []
+    for d in datasets:
+        try:
+            key = d["path"]
+            array = node[key]
+        except Exception:  # a listed level that is absent or unreadable: keep the levels before it
+            break
+        if len(array.shape) != len(shape) or any(n > m for n, m in zip(array.shape, shape, strict=True)):
+            break
+        if tuple(array.shape) == tuple(shape):
+            break
+        levels.append(from_zarr_node(array, f"{where}/{key}", path and path / key).data)
+        shape = tuple(array.shape)
+    return levels
 
 
 def _container_images(node: Any, attrs: dict[str, Any], where: str) -> str | None:
