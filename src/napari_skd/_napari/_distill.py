@@ -26,7 +26,7 @@ from ..progress import ProgressEvent
 from ._fields import field_widget
 from ._layers import default_axes, layer_array, layer_picker
 from ._plot import LossPlot
-from ._qt import Task, notify, report_error, run_controls
+from ._qt import ScrollingForm, Task, notify, report_error, run_controls
 from ._session import SESSION
 
 DEGRADATIONS: list[str] = list(get_args(DegradationConfig.model_fields["kind"].annotation))
@@ -84,7 +84,7 @@ def path_source(value: Path | tuple[Path, ...] | None) -> str | list[str] | None
     return None if value is None or not str(value) else str(value)
 
 
-class DistillWidget(Container):
+class DistillWidget(ScrollingForm):
     """Everything a distillation needs, with a progress bar, a live loss plot and a Stop button."""
 
     def __init__(self, napari_viewer=None):
@@ -176,7 +176,8 @@ class DistillWidget(Container):
         )
 
         self.plot = LossPlot()
-        self.native.layout().addWidget(self.plot.native)
+        form = self.body.native.layout()
+        form.insertWidget(form.count() - 1, self.plot.native, 1)  # above the spare space, taking it
         self.task: Task | None = None
         self.advanced.changed.connect(lambda v: setattr(self.advanced_box, "visible", v))
         self.degraded.changed.connect(self._guess_axes)

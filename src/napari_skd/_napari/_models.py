@@ -7,7 +7,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Label, LineEdit, PushButton
 
 from ..checkpoint import load_checkpoint
 from ..describe import describe_checkpoint
@@ -16,7 +16,7 @@ from ..errors import InputError, SkdError
 from ..export import export_bioimageio
 from ..progress import ProgressEvent
 from ._layers import default_axes, layer_array, layer_image, layer_picker
-from ._qt import Task, notify, report_error, run_controls, wrapped_label
+from ._qt import ScrollingForm, Task, notify, report_error, run_controls, wrapped_label
 from ._session import SESSION, SHIPPED, shipped
 
 FILTER = "*.pt *.pth *.ckpt"
@@ -43,7 +43,7 @@ def export_arguments(form: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class ModelsWidget(Container):
+class ModelsWidget(ScrollingForm):
     """Teacher and student pickers, their summaries, the device napari-skd will use, and the bioimage.io export."""
 
     def __init__(self, napari_viewer=None):

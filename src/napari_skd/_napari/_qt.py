@@ -1,4 +1,5 @@
-"""Small Qt helpers: run a core function in a napari thread worker and deliver its progress on the GUI thread."""
+"""Small Qt helpers: run a core function in a napari thread worker and deliver its progress on the GUI thread;
+a dock form that scrolls."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from magicgui.widgets import Label, ProgressBar, PushButton
+from magicgui.widgets import Container, Label, ProgressBar, PushButton, Widget
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, Qt, Signal
+from qtpy.QtWidgets import QFrame, QScrollArea
 
 from ..errors import SkdError
 from ..progress import ProgressEvent
@@ -89,3 +91,25 @@ def wrapped_label(**kwargs) -> Label:
 
 def notify(message: str) -> None:
     show_info(message)
+
+
+class ScrollingForm(Container):
+    """A dock's form (``self.body``) inside a vertical scroll area, so that a tall form fits a small screen.
+
+    napari docks a magicgui widget's ``.native``, which for ``Container(scrollable=True)`` is the inner widget
+    without its scroll area; so the scroll area is made here, inside ``.native``.
+    """
+
+    def __init__(self, widgets: list[Widget]):
+        self.body = Container(widgets=widgets)
+        super().__init__(widgets=[self.body], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.body.native.layout().addStretch()  # spare height below the form, not between its rows
+        area = QScrollArea()
+        area.setWidgetResizable(True)
+        area.setFrameShape(QFrame.Shape.NoFrame)
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        area.setWidget(self.body.native)  # moves the body from this container's layout into the scroll area
+        area.setMinimumWidth(self.body.native.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+        self.native.layout().addWidget(area)
+        self.scroll_area = area

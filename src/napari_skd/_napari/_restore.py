@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, LineEdit, PushButton, SpinBox
 
 from ..checkpoint import Checkpoint
 from ..errors import InputError
@@ -23,16 +23,18 @@ from ..restoration.store import output_exists, read_output
 from ._fields import field_widget
 from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
 from ._preview import preview_region, quality, region_axes, region_offset
-from ._qc import heatmap_layer
-from ._qt import Task, notify, report_error, run_controls
+from ._qc import QcLegend, cell_text, heatmap_layer
+from ._qt import ScrollingForm, Task, notify, report_error, run_controls
 from ._session import SESSION, SHIPPED, shipped
 from ._view import camera, display_limits, side_by_side
 
 MEMORY, ZARR = "new layer (in memory)", "OME-Zarr file (large data)"
+#: The comparison's panels (layer names), in grid order.
+COMPARE = {what: f"compare: {what}" for what in ("input", "clean", "teacher", "student")}
 DIFF = "compare: |student - teacher|"
 
 
-class RestoreWidget(Container):
+class RestoreWidget(ScrollingForm):
     """Layer in, restored layer out; the OME-Zarr output appears at once and fills in as blocks finish."""
 
     def __init__(self, napari_viewer=None):
@@ -63,6 +65,7 @@ class RestoreWidget(Container):
         self.preview_size = SpinBox(label="preview size", value=256, min=16, max=4096, step=16)
         self.preview = PushButton(text="Preview current view")
         self.compare = PushButton(text="Compare input / teacher / student")
+        self.legend = QcLegend()
         super().__init__(
             widgets=[
                 self.image,
@@ -86,11 +89,13 @@ class RestoreWidget(Container):
                 self.stop,
                 self.progress,
                 self.status,
+                self.legend,
             ]  # fmt: skip
         )
         self.task: Task | None = None
         self.output_layer = None
         self.report: FidelityReport | None = None  # the last fidelity check
+        self.qc_layer: str | None = None  # the name of its map layer, read under the cursor
         self._last_refresh = 0.0
         self.image.changed.connect(self._guess_axes)
         self.start.changed.connect(self.run)
@@ -213,7 +218,7 @@ class RestoreWidget(Container):
             else:
                 self._show_zarr(force=True)
             if self.report is not None:
-                self._show_qc(self.report, name, f"{title} QC: RMS |student - teacher| per block", data.axes)
+                self._show_qc(self.report, name, f"{title} QC: PSNR vs teacher (dB)", data.axes)
             notify(f"restored {name} with the {role}" + (f" into {output}" if output else ""))
 
         self._zarr = (output, name, title, data.axes)  # the layer's axes when the job started
@@ -236,13 +241,26 @@ class RestoreWidget(Container):
             self.output_layer.data = data
 
     def _show_qc(self, report: FidelityReport, source: str, title: str, axes: str) -> None:
-        """The fidelity heat map over the restored image, and its summary in the status line."""
+        """The fidelity map over the restored image with its colour bar, its legend in the dock (which then follows
+        the cursor), and the summary in the status line."""
         src = self.viewer.layers[source]
         grid, kwargs = heatmap_layer(report, axes, src.scale, src.translate)
         if title in self.viewer.layers:
             self.viewer.layers.remove(title)
-        self.viewer.add_image(grid, name=title, **kwargs)
+        self.viewer.add_image(grid, name=title, **kwargs).colorbar.visible = True
+        if self.qc_layer is None:  # first map: start following the cursor
+            self.viewer.cursor.events.position.connect(self._on_cursor)
+            self.native.destroyed.connect(lambda *_: self.viewer.cursor.events.position.disconnect(self._on_cursor))
+        self.qc_layer = title
+        self.legend.visible = True
+        self.legend.cursor.value = "move the cursor over the map to read a block's PSNR"
         self.status.value = report.lines(worst=0)[0]
+
+    def _on_cursor(self, *_) -> None:
+        """The QC map's block under the cursor, in the legend."""
+        if self.qc_layer in self.viewer.layers and self.viewer.layers[self.qc_layer].visible:
+            text = cell_text(self.viewer.layers[self.qc_layer], self.viewer.cursor.position)
+            self.legend.cursor.value = text or "outside the QC map"
 
     # --- preview and comparison ------------------------------------------------------------------------------
     def _region(self, name: str):
@@ -280,22 +298,35 @@ class RestoreWidget(Container):
 
         def done(results):
             offset = [o for o, r in zip(region_offset(region), region, strict=True) if isinstance(r, slice)]
-            if len(roles) > 1:
-                self._add(crop, name, "compare: input", offset, kept)
             lines = []
             for role, out in results.items():
                 self._add(out, name, f"preview: {role}" if len(roles) == 1 else f"compare: {role}", offset, kept)
                 if reference is not None:
                     lines.append(f"{role}: " + quality(reference, out, cks[role].norm, kept))
-            if len(roles) > 1:  # input, teacher, student and their difference, labelled, in a 2 x 2 grid
-                diff = np.abs(results["student"].astype(np.float32) - results["teacher"].astype(np.float32))
-                self._add(diff, name, DIFF, offset, kept).colormap = "inferno"
-                side_by_side(self.viewer, "compare: ", self.viewer.layers[name].contrast_limits, own_contrast=(DIFF,))
+            if len(roles) > 1:
+                self._show_comparison(name, crop, reference, results, offset, kept)
             self.status.value = "; ".join(lines) if lines else f"preview of {kept} region at {offset}"
 
         return self._begin(work, done)
 
+    def _show_comparison(self, name, crop, reference, results, offset, kept) -> None:
+        """Input, the clean layer (when chosen), teacher, student and |student - teacher| (with its colour bar, on
+        its own contrast from 0), labelled, in a grid."""
+        self._add(crop, name, COMPARE["input"], offset, kept)
+        panels = [COMPARE["input"]]
+        if reference is not None:
+            self._add(reference, name, COMPARE["clean"], offset, kept)
+            panels.append(COMPARE["clean"])
+        panels += [COMPARE["teacher"], COMPARE["student"], DIFF]
+        diff = np.abs(results["student"].astype(np.float32) - results["teacher"].astype(np.float32))
+        layer = self._add(diff, name, DIFF, offset, kept)
+        layer.colormap = "inferno"
+        layer.contrast_limits = (0.0, float(np.percentile(diff, 99.5)) or float(diff.max()) or 1.0)
+        layer.colorbar.visible = True  # the difference's scale, in the image's intensity units
+        side_by_side(self.viewer, panels, self.viewer.layers[name].contrast_limits, own_contrast=(DIFF,))
+
     def run_compare(self) -> Task | None:
-        """Restore the current view with the teacher and the student and show input, teacher and student side by
-        side (grid mode), with PSNR/SSIM against the clean layer when one is chosen."""
+        """Restore the current view with the teacher and the student and show input (and the clean layer when one
+        is chosen), teacher, student and their difference side by side (grid mode), with PSNR/SSIM against the clean
+        layer."""
         return self.run_preview(("teacher", "student"))

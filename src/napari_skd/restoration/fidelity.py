@@ -1,7 +1,7 @@
 """A fidelity report: how far the student's output departs from its teacher's on a sample of output blocks.
 
 Pure data (no torch): built by :func:`~.qc.check_fidelity`, stored as JSON in the output's attributes under ``qc``
-(OME-Zarr) or in its record (OME-TIFF, NIfTI), printed by the CLI and drawn as a heat map by the Restore widget.
+(OME-Zarr) or in its record (OME-TIFF, NIfTI), printed by the CLI and drawn as a PSNR map by the Restore widget.
 Differences are in the checkpoint's normalised units, where its low and high training percentiles are 0 and 1, so a
 PSNR uses a data range of 1. A block where the two outputs are identical gets :data:`MAX_PSNR`.
 """
@@ -105,18 +105,27 @@ class FidelityReport:
         """Whether this report is the check asked for (same teacher, fraction and seed)."""
         return (self.teacher, self.fraction, self.seed) == (teacher, fraction, seed)
 
-    def heatmap(self) -> tuple[np.ndarray, dict[str, int]]:
-        """The RMS student-vs-teacher difference of every checked block on the block grid (0 where unchecked; the
-        largest over channels), and the voxels per grid cell along each axis of ``axes`` (1 on outer axes)."""
+    def psnr_grid(self) -> tuple[np.ndarray, dict[str, int]]:
+        """Every checked block's PSNR (dB, data range 1) on the block grid: NaN where unchecked, +inf where the two
+        outputs are identical, the lowest over channels restored one by one; and the voxels per grid cell along each
+        axis of ``axes`` (1 on outer axes)."""
         step = {a: self.block_shape.get(a, 1) for a in self.axes}
-        grid = np.zeros([math.ceil(self.shape[a] / step[a]) for a in self.axes], dtype=np.float32)
+        grid = np.full([math.ceil(self.shape[a] / step[a]) for a in self.axes], np.nan, dtype=np.float32)
         for b in self.blocks:
             cell = tuple(
                 b.position[a][0] // step[a] if isinstance(b.position[a], list) else b.position[a] for a in self.axes
             )
-            rms = 0.0 if b.psnr >= MAX_PSNR else 10 ** (-b.psnr / 20)  # RMS difference, data range 1
-            grid[cell] = max(grid[cell], rms)  # channels restored one by one share a cell: the worst shows
+            psnr = math.inf if b.psnr >= MAX_PSNR else b.psnr
+            grid[cell] = psnr if np.isnan(grid[cell]) else min(grid[cell], psnr)  # the worst channel shows
         return grid, step
+
+    def heatmap(self) -> tuple[np.ndarray, dict[str, int]]:
+        """The RMS student-vs-teacher difference (data range 1) on the block grid of :meth:`psnr_grid`: 0 where
+        unchecked or identical."""
+        grid, step = self.psnr_grid()
+        with np.errstate(invalid="ignore"):
+            rms = np.where(np.isfinite(grid), 10 ** (-grid / 20), 0.0).astype(np.float32)
+        return rms, step
 
 
 def _db(psnr: float) -> str:
