@@ -73,3 +73,20 @@ def test_levels_updated_block_by_block_in_any_order_equal_the_pyramid_built_at_t
     if dtype == "uint16":
         by_hand = np.rint(by_hand)
     np.testing.assert_allclose(reference[1][...], by_hand, rtol=1e-6)
+
+
+def test_convert_writes_the_auto_pyramid_and_refuses_bad_levels_before_touching_the_output(tmp_path):
+    from napari_skd.errors import InputError
+    from napari_skd.io.convert import to_ome_zarr
+
+    x = np.arange(40 * 1100, dtype=np.uint16).reshape(40, 1100)
+    out = to_ome_zarr(x, tmp_path / "x.ome.zarr", axes="YX")
+    arrays = pyramid_arrays(zarr.open_group(str(out), mode="r"))
+    assert [a.shape for a in arrays] == [(40, 1100), (20, 550)]
+    np.testing.assert_array_equal(arrays[1][...], mean_pool(x, [True, True], np.uint16))
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(InputError, match="pyramid_levels must be 'auto' or a whole number"):
+        to_ome_zarr(x, out, axes="YX", overwrite=True, pyramid_levels="many")
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the old output is untouched
+    flat = to_ome_zarr(x, tmp_path / "flat.ome.zarr", axes="YX", pyramid_levels=0)
+    assert len(pyramid_arrays(zarr.open_group(str(flat), mode="r"))) == 1

@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--axes", help="axes of the input when the file does not say, e.g. ZYX")
     conv.add_argument("--chunks", type=int, default=256, help="chunk side in voxels")
     conv.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    conv.add_argument(
+        "--pyramid-levels", default="auto", help="2x levels for viewers: auto (until the smallest fits 1024 px) or N"
+    )
     exp = sub.add_parser("export", help="write a checkpoint as a bioimage.io model package (.zip)", formatter_class=fmt)
     exp.add_argument("checkpoint", help="napari-skd checkpoint (student or teacher)")
     exp.add_argument("--output", required=True, help="package to write, e.g. model.zip")

@@ -197,7 +197,9 @@ def cmd_restore(args: argparse.Namespace, cancel=None) -> None:
 def cmd_convert(args: argparse.Namespace, cancel=None) -> None:
     from ..io.convert import to_ome_zarr
 
-    say(f"saved {to_ome_zarr(args.input, args.output, axes=args.axes, chunks=args.chunks, overwrite=args.overwrite)}")
+    out = to_ome_zarr(args.input, args.output, axes=args.axes, chunks=args.chunks, overwrite=args.overwrite,
+                      pyramid_levels=args.pyramid_levels)  # fmt: skip
+    say(f"saved {out}")
 
 
 def cmd_export(args: argparse.Namespace, cancel=None) -> None:

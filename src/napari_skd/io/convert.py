@@ -9,19 +9,28 @@ from typing import Any
 import dask.array as da
 
 from ..errors import InputError
+from .pyramid import auto_levels
 from .readers import open_image
-from .writers import OWNER_KEY, clear_store, create_ome_zarr, is_zarr_name, owned_store
+from .writers import OWNER_KEY, build_pyramid, clear_store, create_ome_zarr, is_zarr_name, owned_store
 
 
 def to_ome_zarr(
-    source: Any, output: str | os.PathLike, *, axes: str | None = None, chunks: int = 256, overwrite: bool = False
+    source: Any,
+    output: str | os.PathLike,
+    *,
+    axes: str | None = None,
+    chunks: int = 256,
+    overwrite: bool = False,
+    pyramid_levels: int | str = "auto",
 ) -> Path:
     """Write ``source`` as OME-Zarr (NGFF 0.5, axes in TCZYX order, voxel size and units kept) and return the path.
 
     Spatial chunks are ``chunks`` voxels a side (one plane or time point deep for non-spatial axes); memory stays
-    bounded by a few chunks whatever the image size.
+    bounded by a few chunks whatever the image size. ``pyramid_levels`` 2x levels follow, for viewers: by default
+    (``"auto"``) until the smallest fits {FIT_PX} px in Y and X.
     """
     image = open_image(source, axes).to_canonical()
+    levels = _levels(pyramid_levels, image.shape, image.axes)  # checked before anything is written
     out = Path(output)
     if not is_zarr_name(out):
         raise InputError(
@@ -48,4 +57,19 @@ def to_ome_zarr(
         attributes={OWNER_KEY: {"writer": "convert", "source": image.source}},
     )  # fmt: skip
     da.store(image.data.rechunk(block), array, lock=False)
+    if levels:
+        build_pyramid(out, levels)
     return out
+
+
+def _levels(value: int | str, shape: tuple[int, ...], axes: str) -> int:
+    """``pyramid_levels`` resolved: ``"auto"`` (:func:`~.pyramid.auto_levels`) or a whole number from 0 to 10."""
+    if value == "auto":
+        return auto_levels(shape, axes)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
+        raise InputError(
+            f"pyramid_levels must be 'auto' or a whole number >= 0 (0: level 0 only; at most 10), got {value!r}"
+        )
+    return value
