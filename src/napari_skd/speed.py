@@ -50,6 +50,16 @@ def best_of(repeats: int, fn: Callable[[], object], device: torch.device | None 
     return min(times)
 
 
+def alternating(repeats: int, fns: dict[str, Callable[[], object]], device: torch.device | None = None) -> dict:
+    """Wall times (s) of each of ``fns`` over ``repeats`` rounds, one call of each per round, so that a change of
+    the machine's load reaches every function alike; ``{name: [seconds, ...]}``."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(best_of(1, fn, device))
+    return times
+
+
 def mosaic(image: np.ndarray, shape: int | tuple[int, int]) -> np.ndarray:
     """A float32 image of ``shape`` (or ``shape`` x ``shape``) of real content: the 2D ``image`` mirrored to cover
     it."""

@@ -18,6 +18,8 @@ Per axis of length ``n``, with block (chunk) length ``c``, halo ``h``, overlap `
    tiles lie inside the padded region, cover it, and neighbours overlap by at least ``v``.
 4. Tiles are batched in a fixed order (C order over the tile grid), so a block's result never depends on which
    other blocks ran before it: a resumed or distributed run gives the same bytes.
+5. On the CPU, :func:`cpu_schedule` shares the threads out among a block's tile batches: one batch per thread while
+   there are enough of them, else each batch (a small image: its single tile) runs on several torch threads.
 """
 
 from __future__ import annotations
@@ -147,3 +149,16 @@ def batches(items: Sequence, size: int) -> list[list]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def cpu_schedule(groups: int, threads: int) -> tuple[int, int]:
+    """How a block's ``groups`` tile batches share ``threads`` CPU threads: (batches run at once, torch threads each).
+
+    With at least as many batches as threads, each runs on one torch thread, so the bytes do not depend on the
+    thread count. With fewer (a small image is often a single tile), the threads are shared out among them: one
+    tile then runs on every core (torch's intra-op parallelism), and its rounding depends on the thread count.
+    """
+    if groups < 1 or threads < 1:
+        raise ValueError(f"need at least one batch and one thread, got {groups} and {threads}")
+    workers = min(groups, threads)
+    return workers, threads // workers

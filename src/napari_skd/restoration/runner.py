@@ -1,6 +1,7 @@
 """The local pipeline: a reader thread prefetches block regions, the caller's thread restores them (one model on
 one device), a writer thread writes finished blocks. Progress is reported per written block; ``cancel`` is checked
 between blocks, and blocks already restored are still written, so a cancelled run leaves a resumable output.
+A single block (a small image) has nothing to overlap, so it runs read, restore, write in the caller's thread.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def run_local(
     ``read`` runs in the reader thread, ``restore`` here, ``write`` in the writer thread. The first error of any of
     them stops the pipeline and is raised here once blocks restored before it are written.
     """
+    if len(items) == 1:
+        return _run_one(items[0], read, restore, write, total, done_before, progress, cancel)
     stop = threading.Event()
     regions: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     results: queue.Queue = queue.Queue(maxsize=2)
@@ -109,6 +112,29 @@ def run_local(
     if stopped:
         emit(progress, ProgressEvent("stopped", step, total, message="stopped; rerun the same job to resume"))
         return False
+    return True
+
+
+def _run_one(
+    item: OutputBlock,
+    read: Callable[[OutputBlock], np.ndarray],
+    restore: Callable[[np.ndarray, OutputBlock], np.ndarray],
+    write: Callable[[OutputBlock, np.ndarray], None],
+    total: int,
+    done_before: int,
+    progress: ProgressFn | None,
+    cancel: Cancel | None,
+) -> bool:
+    """:func:`run_local` for one block, without threads (the same events, the same errors)."""
+    eta = Eta(done_before)
+    region = read(item)
+    if cancel is not None and cancel.is_set():
+        emit(progress, ProgressEvent("stopped", done_before, total, message="stopped; rerun the same job to resume"))
+        return False
+    write(item, restore(region, item))
+    step = done_before + 1
+    emit(progress, ProgressEvent("restore", step, total, eta_s=eta(step, total),
+                                 message=block_text(item, step, total)))  # fmt: skip
     return True
 
 
