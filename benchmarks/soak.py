@@ -32,7 +32,8 @@ from _report import machine, write_section
 from napari_skd.checkpoint import save_checkpoint
 from napari_skd.models import build_model
 from napari_skd.normalize import Normalization
-from napari_skd.restoration.state import decode_done, read_record
+from napari_skd.restoration.target import read_record
+from napari_skd.restoration.target.record import decode_done
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "images" / "soak.png"

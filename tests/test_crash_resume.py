@@ -32,7 +32,7 @@ from conftest import file_digest, untrained
 from napari_skd.checkpoint import load_checkpoint, save_checkpoint
 from napari_skd.models import build_model
 from napari_skd.normalize import Normalization
-from napari_skd.restoration.state import LOCK_NAME, read_record
+from napari_skd.restoration.target import LOCK_NAME, read_record
 
 WRAPPER = r"""
 import json, os, signal, sys, time
@@ -47,9 +47,9 @@ def die():
 
 
 if mode in ("before-record", "after-record"):
-    from napari_skd.restoration.store import OutputStore
+    from napari_skd.restoration.target.zarr_store import ZarrTarget
 
-    mark_done = OutputStore.mark_done
+    mark_done = ZarrTarget.mark_done
 
     def marked(self, key):
         global count
@@ -60,7 +60,7 @@ if mode in ("before-record", "after-record"):
         if mode == "after-record" and count == k:
             die()
 
-    OutputStore.mark_done = marked
+    ZarrTarget.mark_done = marked
 elif mode == "mid-write":
     import zarr.storage._local as local
 

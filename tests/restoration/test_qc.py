@@ -15,7 +15,8 @@ from napari_skd.cli import main
 from napari_skd.errors import InputError
 from napari_skd.normalize import Normalization
 from napari_skd.restoration.fidelity import MAX_PSNR, block_psnr
-from napari_skd.restoration.qc import choose_blocks, read_qc
+from napari_skd.restoration.qc import choose_blocks
+from napari_skd.restoration.target import read_qc
 from napari_skd.samples import load_sample
 
 NUCLEI, _ = load_sample("nuclei2d")

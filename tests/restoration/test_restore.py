@@ -27,7 +27,7 @@ from napari_skd.io.writers import build_pyramid, create_ome_zarr
 from napari_skd.models import build_model
 from napari_skd.normalize import Normalization
 from napari_skd.restoration.plan import plan_blocks
-from napari_skd.restoration.state import LOCK_NAME
+from napari_skd.restoration.target import LOCK_NAME
 from napari_skd.samples import load_sample
 
 NUCLEI, _ = load_sample("nuclei2d")  # uint8-valued, 512 x 512

@@ -1,7 +1,8 @@
 """``restore``: the entry point the GUI and CLI call to restore a whole image, tile by tile, out of core.
 
 It validates the options, prepares the job (``prepare``), then dispatches its blocks to the local pipeline
-(``runner``) or to dask workers (``distributed``), into memory or into an :class:`~.store.OutputStore`.
+(``runner``) or to dask workers (``distributed``), into memory or into an output target (:mod:`.target`: an
+OME-Zarr store or a single TIFF or NIfTI file), which owns everything about the output path.
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import numpy as np
 
 from ..checkpoint import Checkpoint
 from ..errors import InputError, write_error
-from ..io import Image
 from ..progress import Cancel, ProgressEvent, ProgressFn, emit
-from .distributed import WorkerSpec, run_distributed
-from .files import OutputFormat, check_fits, complete_for, output_format, read_file_record, write_file
+from .distributed import WorkerSpec, run_distributed, worker_spec
 from .layout import OutputBlock, read_region
 from .options import RestoreOptions
 from .prepare import PreparedRestore, make_restorer, prepare
 from .qc import check_fidelity, qc_teacher_for, stored_block
 from .runner import run_local
-from .state import foreign, judge, new_record
-from .store import OutputStore, write_block
+from .target import Target, output_target, write_block
 
 
 def restore(
@@ -105,16 +103,28 @@ def run_prepared(
         result, _ = _in_memory(job, progress, cancel)
         return _input_order(result, job.canonical.axes, job.image.axes)
     output = Path(output)
-    _check_paths(job, output)
-    fmt = output_format(output)
     try:
-        if fmt == "ome-zarr":
-            return _to_store(job, output, overwrite, options, teacher, progress, cancel)
-        return _to_file(job, output, fmt, overwrite, options, teacher, progress, cancel)
+        target = output_target(
+            output, job, overwrite, qc=teacher is not None, distributed=options.distributed is not None
+        )
+        if target.check_only:  # finished before: only the check runs
+            with target.open():
+                _check_target(job, target, teacher, options, progress, cancel)
+            return output
+        spec = worker_spec(job, output) if options.distributed is not None else None  # before anything is written
+        with target.open():
+            if _restore_into(target, job, spec, options, progress, cancel):
+                target.finish()
+                if teacher is not None:
+                    _check_target(job, target, teacher, options, progress, cancel)
+                if target.complete:
+                    n = len(job.items)
+                    emit(progress, ProgressEvent("done", n, n, message=f"wrote {output}"))
     except OSError as err:  # e.g. a full disk: the blocks recorded so far stay, and a rerun resumes after them
         if (message := write_error(output, err, "rerun the same job to resume")) is None:
             raise
         raise message from err
+    return output
 
 
 def _in_memory(job: PreparedRestore, progress: ProgressFn | None, cancel: Cancel | None) -> tuple[np.ndarray, bool]:
@@ -132,98 +142,43 @@ def _in_memory(job: PreparedRestore, progress: ProgressFn | None, cancel: Cancel
     return result, finished
 
 
-def _to_file(
+def _restore_into(
+    target: Target,
     job: PreparedRestore,
-    output: Path,
-    fmt: OutputFormat,
-    overwrite: bool,
+    spec: WorkerSpec | None,
     options: RestoreOptions,
-    teacher: Checkpoint | None,
     progress: ProgressFn | None,
     cancel: Cancel | None,
-) -> Path:
-    """Restore in memory, then write one OME-TIFF or NIfTI file (atomically); a stopped run writes nothing."""
-    if options.distributed is not None:
-        raise InputError(
-            f"distributed restoration writes OME-Zarr (the workers write their blocks into one store), not {fmt}: "
-            "name the output .ome.zarr"
-        )
-    check_fits(job.layout.out_shape, job.options.dtype, fmt, output)
-    description = job.description()
-    if output.is_dir():
-        raise InputError(foreign(output, "is a folder"))
-    if output.exists():
-        ours, record = read_file_record(output)
-        if teacher is not None and not overwrite and complete_for(output, description):
-            raise InputError(
-                f"the output {output} is already complete for this same job; adding fidelity QC to a {fmt} file "
-                "rewrites it: pass overwrite=True (--overwrite) to restore it again with QC, or write OME-Zarr, "
-                "where QC can be added to a finished output"
-            )
-        judge(output, record, ours, description, overwrite)
-    result, finished = _in_memory(job, progress, cancel)
-    if finished and teacher is not None:
-        report = check_fidelity(job, stored_block(result, job.layout), teacher, options.qc_fraction,
-                                progress=progress, cancel=cancel)  # fmt: skip
-        finished = report is not None
-    if finished:
-        record = new_record(description, len(job.items), job.canonical.intensity_unit) | {"complete": True}
-        if teacher is not None:
-            record["qc"] = report.to_attrs()
-        write_file(output, fmt, result, job.canonical, record)
-        emit(progress, ProgressEvent("done", len(job.items), len(job.items), message=f"wrote {output}"))
-    return output
-
-
-def _to_store(
-    job: PreparedRestore,
-    output: Path,
-    overwrite: bool,
-    options: RestoreOptions,
-    teacher: Checkpoint | None,
-    progress: ProgressFn | None,
-    cancel: Cancel | None,
-) -> Path:
-    if teacher is not None and not overwrite and complete_for(output, job.description()):
-        with OutputStore.reopen(output, job) as store:  # finished before: only the check runs
-            _check_store(job, store, teacher, options, progress, cancel)
-        return output
-    if options.distributed is not None:  # checked before anything is written
-        spec = WorkerSpec(_source_path(job.image), job.image.axes, _checkpoint_path(job.ckpt), job.norm,
-                          job.layout, job.options, job.device, str(output))  # fmt: skip
+) -> bool:
+    """Restore the target's pending blocks into it, locally or on dask workers; False when stopped."""
     n = len(job.items)
-    with OutputStore.open(output, job, overwrite) as store:
-        todo = store.pending(job.items)
-        done = n - len(todo)
-        note = store.note_run(job.run_description())
-        where = f"resuming: {done} of {n} blocks already done{note}; " if done else ""
-        emit(progress, ProgressEvent("restore", done, n, message=where + job.sentence))
-        if options.distributed is not None:
-            finished = run_distributed(spec, todo, options.distributed, store.written,
-                                       total=n, done_before=done, progress=progress, cancel=cancel)  # fmt: skip
-        else:
-            finished = _run_local(job, todo, store.write, done, progress, cancel)
-        if finished:
-            store.finish()
-            if teacher is not None:
-                _check_store(job, store, teacher, options, progress, cancel)
-            emit(progress, ProgressEvent("done", n, n, message=f"wrote {output}"))
-    return output
+    todo = target.pending(job.items)
+    done = n - len(todo)
+    note = target.note_run(job.run_description())
+    where = f"resuming: {done} of {n} blocks already done{note}; " if done else ""
+    emit(progress, ProgressEvent("restore", done, n, message=where + job.sentence))
+    if spec is not None:
+        return run_distributed(spec, todo, options.distributed, target.written,
+                               total=n, done_before=done, progress=progress, cancel=cancel)  # fmt: skip
+    finished = _run_local(job, todo, target.write, done, progress, cancel)
+    if finished and target.held_in_memory:
+        emit(progress, ProgressEvent("done", n, n, message="restored in memory"))
+    return finished
 
 
-def _check_store(
+def _check_target(
     job: PreparedRestore,
-    store: OutputStore,
+    target: Target,
     teacher: Checkpoint,
     options: RestoreOptions,
     progress: ProgressFn | None,
     cancel: Cancel | None,
 ) -> None:
-    """Fidelity QC of a finished store, recorded under ``qc`` (nothing is recorded when stopped)."""
-    student = stored_block(store.array, job.layout)
+    """Fidelity QC of a finished output, stored with it under ``qc`` (nothing is stored when stopped)."""
+    student = stored_block(target.array, job.layout)
     report = check_fidelity(job, student, teacher, options.qc_fraction, progress=progress, cancel=cancel)
     if report is not None:
-        store.set_qc(report.to_attrs())
+        target.set_qc(report.to_attrs())
 
 
 def _run_local(
@@ -251,40 +206,3 @@ def _run_local(
 def _input_order(result: np.ndarray, canonical: str, original: str) -> np.ndarray:
     """A canonical (TCZYX-ordered) result transposed back to the input's axis order."""
     return result.transpose([canonical.index(a) for a in original]) if canonical != original else result
-
-
-def _check_paths(job: PreparedRestore, output: Path) -> None:
-    """Refuse an output that is, contains or lies inside the input or the checkpoint (inputs are never modified)."""
-    if job.ckpt.path is not None and Path(job.ckpt.path).resolve().is_relative_to(output.resolve()):
-        raise InputError(
-            f"the output {output} is or holds the checkpoint {job.ckpt.path}: inputs are never modified; "
-            "choose another output path"
-        )
-    image = job.image
-    if image.source == "<array>":
-        return
-    source = Path(image.source).resolve()
-    target = output.resolve()
-    if target == source or source.is_relative_to(target) or target.is_relative_to(source):
-        raise InputError(
-            f"the output {output} is the input {image.source} or overlaps it: inputs are never modified; "
-            "choose an output path outside the input, e.g. 'restored.zarr'"
-        )
-
-
-def _source_path(image: Image) -> str:
-    if image.source == "<array>" or not Path(image.source).exists():
-        raise InputError(
-            "distributed restoration needs the input as a file path (TIFF, zarr, ...): each worker opens it itself; "
-            "save the array to a zarr or TIFF file first, or run without distributed"
-        )
-    return str(Path(image.source).resolve())
-
-
-def _checkpoint_path(ckpt: Any) -> str:
-    if ckpt.path is None or not Path(ckpt.path).exists():
-        raise InputError(
-            "distributed restoration needs the checkpoint as a file: each worker loads the model itself; "
-            "save it with save_checkpoint and pass the path"
-        )
-    return str(Path(ckpt.path).resolve())

@@ -24,6 +24,7 @@ import functools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_checkpoint
@@ -35,9 +36,9 @@ from ..progress import Cancel, Eta, ProgressEvent, ProgressFn, emit
 from .infer import BlockRestorer
 from .layout import Layout, OutputBlock, read_region
 from .options import Options
-from .prepare import make_restorer
+from .prepare import PreparedRestore, make_restorer
 from .runner import block_text
-from .store import open_output_array, write_block
+from .target import open_output_array, write_block
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,24 @@ class WorkerSpec:
     options: Options
     device: str
     output: str  # OME-Zarr store
+
+
+def worker_spec(job: PreparedRestore, output: Path) -> WorkerSpec:
+    """What the workers of ``job`` need, writing into the store at ``output``; the input and the checkpoint must be
+    files each worker can open."""
+    image, ckpt = job.image, job.ckpt
+    if image.source == "<array>" or not Path(image.source).exists():
+        raise InputError(
+            "distributed restoration needs the input as a file path (TIFF, zarr, ...): each worker opens it itself; "
+            "save the array to a zarr or TIFF file first, or run without distributed"
+        )
+    if ckpt.path is None or not Path(ckpt.path).exists():
+        raise InputError(
+            "distributed restoration needs the checkpoint as a file: each worker loads the model itself; "
+            "save it with save_checkpoint and pass the path"
+        )
+    source, checkpoint = str(Path(image.source).resolve()), str(Path(ckpt.path).resolve())
+    return WorkerSpec(source, image.axes, checkpoint, job.norm, job.layout, job.options, job.device, str(output))
 
 
 _context_lock = threading.Lock()

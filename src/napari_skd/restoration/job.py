@@ -19,10 +19,10 @@ from ..io import expand_sources
 from ..progress import ProgressFn
 from .api import run_prepared
 from .fidelity import FidelityReport
-from .files import NIFTI_SUFFIXES, TIFF_SUFFIXES, complete_for
 from .options import RestoreOptions
 from .prepare import prepare
-from .qc import SEED, load_qc_teacher, read_qc
+from .qc import SEED, load_qc_teacher
+from .target import NIFTI_SUFFIXES, TIFF_SUFFIXES, complete_for, read_qc
 
 
 class RestoreJob(RestoreOptions):

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,15 +20,14 @@ import numpy as np
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..device import resolve_device
 from ..errors import InputError
-from ..io.writers import store_attributes
 from ..normalize import Normalization
 from ..progress import Cancel, ProgressEvent, ProgressFn, emit
 from .fidelity import BlockFidelity, FidelityReport, block_psnr
-from .files import output_format, read_file_record
 from .intensities import effective_norm
 from .layout import Layout, OutputBlock, make_layout, read_region
 from .plan import plan_blocks, snap_up
 from .prepare import PreparedRestore, make_restorer
+from .target import read_qc as read_qc  # its home is the output target; imported from here by older callers
 
 #: Seed of the random part of the sample (recorded with the report).
 SEED = 0
@@ -50,17 +47,6 @@ def qc_teacher_for(job: PreparedRestore, teacher: Any) -> Checkpoint | None:
 def load_qc_teacher(teacher: Any) -> Checkpoint:
     """A QC teacher given as a path or a loaded checkpoint."""
     return teacher if isinstance(teacher, Checkpoint) else load_checkpoint(teacher)
-
-
-def read_qc(path: str | os.PathLike) -> FidelityReport | None:
-    """The fidelity report stored with an output (OME-Zarr attributes or a file's record), or None."""
-    path = Path(path)
-    if output_format(path) == "ome-zarr":
-        attrs = store_attributes(path) or {}
-    else:
-        attrs = (read_file_record(path)[1] or {}) if path.is_file() else {}
-    qc = attrs.get("qc")
-    return FidelityReport.from_attrs(qc) if isinstance(qc, dict) else None
 
 
 def check_fidelity(
