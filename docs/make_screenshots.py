@@ -3,7 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
 
 Runs the guide's path on the shipped sample data with tiny models: load the sample, distil (teacher first), restore
-into OME-Zarr, compare. Each step is captured with the canvas rendered (the window is shown).
+into OME-Zarr with the QC map (the cursor on its worst block), compare with the clean layer as a panel. Each step is
+captured with the canvas rendered (the window is shown).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from napari_skd._napari._distill import DistillWidget
 from napari_skd._napari._models import ModelsWidget
 from napari_skd._napari._restore import ZARR, RestoreWidget
 from napari_skd._napari._session import SESSION
-from napari_skd._napari._view import grid
+from napari_skd._napari._view import fit_panels, grid
 from napari_skd.checkpoint import load_checkpoint
 
 OUT = Path(__file__).parent / "images"
@@ -46,8 +47,10 @@ def shot(viewer, name: str) -> None:
     window.resizeDocks(docks, [DOCK_WIDTH] * len(docks), Qt.Orientation.Horizontal)  # leave the canvas its room
     for _ in range(10):
         QApplication.processEvents()
-    if not grid(viewer).enabled:
-        viewer.reset_view()  # the image fills the canvas (a comparison zooms to its own panels)
+    if grid(viewer).enabled:  # the docks' new width changed the panels: lay them out again
+        fit_panels(viewer, [layer for layer in viewer.layers if layer.visible])
+    else:
+        viewer.reset_view()  # the image fills the canvas
     for _ in range(10):
         QApplication.processEvents()
     viewer.window.screenshot(str(OUT / name), canvas_only=False)
@@ -77,6 +80,8 @@ def main() -> None:
     distill.patch_size.value, distill.batch_size.value = 64, 4
     distill.output.value = work / "student.pt"
     wait(distill.run())
+    bar = distill.scroll_area.verticalScrollBar()
+    bar.setValue(bar.maximum())  # the form scrolls: show its end, with the live plot
     shot(viewer, "distill_widget.png")
 
     SESSION.set("teacher", load_checkpoint(work / "student-teacher.pt"))
@@ -87,13 +92,17 @@ def main() -> None:
     shot(viewer, "models_widget.png")
     viewer.window.add_dock_widget(restore, name="Restore", area="right", tabify=True)
 
-    restore.image.value = "nuclei noisy"
+    restore.image.value, restore.model.value = "nuclei noisy", "student"
     restore.target.value = ZARR
     restore.path.value = work / "restored.zarr"
     restore.tile.value, restore.chunks.value = 128, 128  # a 4 x 4 grid of blocks for the QC heat map
     restore.qc.value, restore.qc_fraction.value = True, 0.25
     wait(restore.run())
     viewer.layers["nuclei2d"].visible = False
+    worst = restore.report.worst(1)[0].position
+    centre = [sum(worst[a]) / 2 for a in "YX"]
+    viewer.cursor.position = tuple(viewer.layers["nuclei noisy"].data_to_world(centre))  # the legend reads it
+    restore.scroll_area.verticalScrollBar().setValue(restore.scroll_area.verticalScrollBar().maximum())
     shot(viewer, "restore_widget.png")
 
     restore.clean.value = "nuclei2d"

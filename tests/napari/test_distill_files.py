@@ -32,9 +32,11 @@ def folders(tmp_path):
     return tmp_path / "noisy", tmp_path / "clean"
 
 
-def test_distill_widget_trains_from_a_tiff_folder_without_layers(make_napari_viewer, qtbot, tmp_path, folders, errors):
+def test_distill_widget_trains_from_a_tiff_folder_without_layers(
+    make_napari_viewer_proxy, qtbot, tmp_path, folders, errors
+):
     noisy, clean = folders
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     widget = DistillWidget(viewer)
     viewer.window.add_dock_widget(widget)
     SESSION.teacher = load_checkpoint(save_checkpoint(tmp_path / "t.pt", build_model("student-tiny")))
@@ -59,9 +61,9 @@ def test_distill_widget_trains_from_a_tiff_folder_without_layers(make_napari_vie
     assert widget.progress.value == 3 and widget.start.enabled and not widget.stop.enabled
 
 
-def test_file_sources_and_their_mistakes(make_napari_viewer, tmp_path, folders, errors):
+def test_file_sources_and_their_mistakes(make_napari_viewer_proxy, tmp_path, folders, errors):
     noisy, clean = folders
-    widget = DistillWidget(make_napari_viewer())
+    widget = DistillWidget(make_napari_viewer_proxy())
     widget.source.value = FILES
     assert widget.clean_path.mode.value == "rm" and widget.clean_path.label == "clean files"
     assert widget.run() is None and "choose files of degraded images" in errors[-1]

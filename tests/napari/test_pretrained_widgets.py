@@ -10,8 +10,8 @@ from napari_skd._napari._restore import RestoreWidget
 from napari_skd.samples import load_sample
 
 
-def test_models_widget_loads_a_shipped_model_as_its_role(make_napari_viewer, fresh_session):
-    widget = ModelsWidget(make_napari_viewer())
+def test_models_widget_loads_a_shipped_model_as_its_role(make_napari_viewer_proxy, fresh_session):
+    widget = ModelsWidget(make_napari_viewer_proxy())
     assert "pretrained:general-2d" in widget.shipped.choices
     widget.shipped.value = "pretrained:general-2d-student"
     assert widget.load_named(widget.shipped.value)
@@ -22,12 +22,12 @@ def test_models_widget_loads_a_shipped_model_as_its_role(make_napari_viewer, fre
     assert fresh_session.teacher.config.arch == "restormer"
 
 
-def test_restore_widget_restores_zero_shot_with_nothing_loaded(make_napari_viewer, qtbot, fresh_session):
+def test_restore_widget_restores_zero_shot_with_nothing_loaded(make_napari_viewer_proxy, qtbot, fresh_session):
     image, _ = load_sample("nuclei2d")
     clean = image[:128, :128].astype(np.float32)
     lo, hi = np.percentile(clean, (1, 99.8))
     noisy = clean + np.random.default_rng(0).normal(0, 0.1 * (hi - lo), clean.shape).astype(np.float32)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     viewer.add_image(noisy, name="noisy")
     widget = RestoreWidget(viewer)
     assert widget.model.value == "pretrained:general-2d-student"

@@ -64,7 +64,7 @@ def test_qc_map_marks_the_damaged_slice_in_memory(make_napari_viewer_proxy, qtbo
     viewer.add_image(volume(), name="vol", scale=(3.0, 0.5, 0.5), translate=(0, 10, 20))
     widget = RestoreWidget(viewer)
     widget.qc.value, widget.qc_fraction.value = True, 1.0
-    assert widget.legend.native.isHidden()  # no map yet
+    assert not widget.legend.shown  # no map yet
     job = widget.run()
     with qtbot.waitSignal(job.worker.finished, timeout=120_000):
         pass
@@ -79,15 +79,18 @@ def test_qc_map_marks_the_damaged_slice_in_memory(make_napari_viewer_proxy, qtbo
     np.testing.assert_allclose(heat.translate, (0.0, 10 + 0.5 * 95 / 2, 20 + 0.5 * 127 / 2))
     assert widget.report.worst(1)[0].position["Z"] == 1
     assert "fidelity to the teacher" in widget.status.value
-    assert not widget.legend.native.isHidden() and widget.legend.ticks[0].value == "20 dB"
+    assert widget.legend.shown and widget.legend.ticks[0].value == "20 dB"
 
     # the block under the cursor, in words
     viewer.cursor.position = (3.0, 30.0, 50.0)  # slice 1, inside the image
-    assert widget.legend.cursor.value == "block Z 1, Y 0:96, X 0:128: PSNR 17.4 dB against the teacher"
+    assert widget.legend.cursor.value == "block Z 1, Y 0:96, X 0:128: PSNR 17.4 dB"
     viewer.cursor.position = (6.0, 30.0, 50.0)
     assert widget.legend.cursor.value == "block Z 2, Y 0:96, X 0:128: identical to the teacher"
     viewer.cursor.position = (3.0, 500.0, 50.0)
     assert widget.legend.cursor.value == "outside the QC map"
+    viewer.layers.remove(heat.name)
+    viewer.cursor.position = (3.0, 30.0, 50.0)
+    assert not widget.legend.shown  # no map, no legend
 
 
 def test_qc_into_ome_zarr_is_stored_and_drawn(make_napari_viewer_proxy, qtbot, tmp_path, damaged_pair):
@@ -115,7 +118,7 @@ def test_cursor_text_names_the_block_and_its_psnr(make_napari_viewer_proxy):
     viewer = make_napari_viewer_proxy()
     data, kwargs = heatmap_layer(report_2x2(), "YX", (1.0, 1.0), (0.0, 0.0))
     layer = viewer.add_image(data, **kwargs)
-    assert cell_text(layer, (10, 10)) == "block Y 0:64, X 0:64: PSNR 26.0 dB against the teacher"
+    assert cell_text(layer, (10, 10)) == "block Y 0:64, X 0:64: PSNR 26.0 dB"
     assert cell_text(layer, (90, 100)) == "block Y 64:100, X 64:128: identical to the teacher"
     assert cell_text(layer, (10, 100)) == "block Y 0:64, X 64:128: not checked"
     assert cell_text(layer, (-40, 10)) == ""

@@ -7,8 +7,8 @@ from napari_skd.samples import SAMPLES, load_sample
 
 
 @pytest.mark.parametrize("name", list(SAMPLES))
-def test_sample_opens_in_napari(make_napari_viewer, name):
-    viewer = make_napari_viewer()
+def test_sample_opens_in_napari(make_napari_viewer_proxy, name):
+    viewer = make_napari_viewer_proxy()
     viewer.open_sample("napari-skd", name)
     layer = viewer.layers[name]
     data, meta = load_sample(name)
@@ -17,10 +17,10 @@ def test_sample_opens_in_napari(make_napari_viewer, name):
         np.testing.assert_allclose(layer.scale, meta["scale"])
 
 
-def test_writer_saves_a_layer_as_ome_zarr(make_napari_viewer, tmp_path):
+def test_writer_saves_a_layer_as_ome_zarr(make_napari_viewer_proxy, tmp_path):
     from napari_skd.io import open_image
 
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     data = np.arange(3 * 40 * 50, dtype=np.uint16).reshape(3, 40, 50)
     viewer.add_image(data, name="vol", scale=(2.0, 0.5, 0.25), translate=(1.0, 2.0, 3.0))
     written = viewer.layers.save(str(tmp_path / "vol.zarr"), selected=False, plugin="napari-skd")

@@ -25,8 +25,8 @@ def teacher_file(tmp_path):
     return save_checkpoint(tmp_path / "teacher.pt", build_model("student-tiny"), role="teacher")
 
 
-def test_models_widget_loads_and_describes_checkpoints(make_napari_viewer, teacher_file, tmp_path, errors):
-    viewer = make_napari_viewer()
+def test_models_widget_loads_and_describes_checkpoints(make_napari_viewer_proxy, teacher_file, tmp_path, errors):
+    viewer = make_napari_viewer_proxy()
     widget = ModelsWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.teacher_file.value = teacher_file
@@ -40,8 +40,8 @@ def test_models_widget_loads_and_describes_checkpoints(make_napari_viewer, teach
     assert SESSION.student is None and "holds a teacher, not a student" in errors[-1]
 
 
-def test_models_widget_refuses_unsafe_and_broken_files(make_napari_viewer, tmp_path, errors):
-    viewer = make_napari_viewer()
+def test_models_widget_refuses_unsafe_and_broken_files(make_napari_viewer_proxy, tmp_path, errors):
+    viewer = make_napari_viewer_proxy()
     widget = ModelsWidget(viewer)
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
@@ -50,8 +50,8 @@ def test_models_widget_refuses_unsafe_and_broken_files(make_napari_viewer, tmp_p
     assert SESSION.teacher is None and widget.teacher_info.value == "no teacher loaded"
 
 
-def test_layer_pickers_follow_the_layer_list(make_napari_viewer):
-    viewer = make_napari_viewer()
+def test_layer_pickers_follow_the_layer_list(make_napari_viewer_proxy):
+    viewer = make_napari_viewer_proxy()
     widget = DistillWidget(viewer)
     viewer.add_image(np.zeros((32, 32)), name="a")
     assert "a" in widget.degraded.choices and "a" in widget.clean.choices
@@ -59,8 +59,8 @@ def test_layer_pickers_follow_the_layer_list(make_napari_viewer):
     assert "a" not in widget.degraded.choices
 
 
-def test_distill_widget_trains_teacher_then_student_with_stop_and_resume(make_napari_viewer, qtbot, tmp_path):
-    viewer = make_napari_viewer()
+def test_distill_widget_trains_teacher_then_student_with_stop_and_resume(make_napari_viewer_proxy, qtbot, tmp_path):
+    viewer = make_napari_viewer_proxy()
     image, _ = load_sample("nuclei2d")
     viewer.add_image(image[:128, :128].astype(np.float32), name="nuclei")
     widget = DistillWidget(viewer)
@@ -108,8 +108,10 @@ def test_distill_widget_trains_teacher_then_student_with_stop_and_resume(make_na
     assert done.record["completed"] and done.record["resumed"] and done.record["steps"] == 40
 
 
-def test_distill_widget_reports_bad_input_as_notifications(make_napari_viewer, qtbot, errors, tmp_path, fresh_session):
-    viewer = make_napari_viewer()
+def test_distill_widget_reports_bad_input_as_notifications(
+    make_napari_viewer_proxy, qtbot, errors, tmp_path, fresh_session
+):
+    viewer = make_napari_viewer_proxy()
     viewer.add_image(np.random.default_rng(0).random((16, 16), dtype=np.float32), name="tiny")
     widget = DistillWidget(viewer)
     assert widget.run() is None
@@ -148,7 +150,9 @@ def student_and_teacher(tmp_path):
     return t, s
 
 
-def test_restore_widget_streams_a_zarr_layer_into_ome_zarr(make_napari_viewer, qtbot, tmp_path, student_and_teacher):
+def test_restore_widget_streams_a_zarr_layer_into_ome_zarr(
+    make_napari_viewer_proxy, qtbot, tmp_path, student_and_teacher
+):
     import dask.array as da
     import zarr
 
@@ -158,7 +162,7 @@ def test_restore_widget_streams_a_zarr_layer_into_ome_zarr(make_napari_viewer, q
     store = tmp_path / "input.zarr"
     z = zarr.create_array(str(store), shape=(3, 160, 160), chunks=(1, 64, 64), dtype="uint16")
     z[:] = np.stack([image[:160, :160]] * 3)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     viewer.add_image(da.from_zarr(str(store)), name="vol", scale=(2.0, 0.5, 0.5), translate=(0, 10, 20))
     assert not isinstance(viewer.layers["vol"].data, np.ndarray)  # a lazy, zarr-backed layer
     widget = RestoreWidget(viewer)
@@ -181,11 +185,11 @@ def test_restore_widget_streams_a_zarr_layer_into_ome_zarr(make_napari_viewer, q
     assert widget.start.enabled and not widget.stop.enabled
 
 
-def test_preview_and_compare_show_psnr_against_clean(make_napari_viewer, qtbot, student_and_teacher):
+def test_preview_and_compare_show_psnr_against_clean(make_napari_viewer_proxy, qtbot, student_and_teacher):
     image, _ = load_sample("nuclei2d")
     clean = image[:96, :96].astype(np.float32)
     noisy = clean + np.random.default_rng(0).normal(0, 10, clean.shape).astype(np.float32)
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer_proxy()
     viewer.add_image(noisy, name="noisy")
     viewer.add_image(clean, name="clean")
     widget = RestoreWidget(viewer)
@@ -205,8 +209,8 @@ def test_preview_and_compare_show_psnr_against_clean(make_napari_viewer, qtbot, 
     assert "teacher: PSNR" in widget.status.value and "student: PSNR" in widget.status.value
 
 
-def test_restore_widget_without_a_model_explains(make_napari_viewer, errors, fresh_session):
-    viewer = make_napari_viewer()
+def test_restore_widget_without_a_model_explains(make_napari_viewer_proxy, errors, fresh_session):
+    viewer = make_napari_viewer_proxy()
     viewer.add_image(np.zeros((32, 32), np.float32), name="img")
     widget = RestoreWidget(viewer)
     assert widget.model.value == "pretrained:general-2d-student"  # nothing loaded: the shipped student is offered
@@ -215,11 +219,11 @@ def test_restore_widget_without_a_model_explains(make_napari_viewer, errors, fre
     assert "load a student in the Models widget first, or choose pretrained:general-2d-student" in errors[-1]
 
 
-def test_forms_take_defaults_ranges_and_help_from_the_job_models(make_napari_viewer):
+def test_forms_take_defaults_ranges_and_help_from_the_job_models(make_napari_viewer_proxy):
     from napari_skd.distillation.config import DataConfig, LossConfig, TrainConfig
     from napari_skd.restoration.options import RestoreOptions
 
-    distil, restore = DistillWidget(make_napari_viewer()), RestoreWidget(None)
+    distil, restore = DistillWidget(make_napari_viewer_proxy()), RestoreWidget(None)
     patch = DataConfig.model_fields["patch_size"]
     assert (distil.patch_size.value, distil.patch_size.min, distil.patch_size.max) == (patch.default, 8, 1024)
     assert distil.patch_size.tooltip == patch.description

@@ -1,8 +1,9 @@
 """The fidelity QC map: each checked block's PSNR of the student against the teacher, drawn over the image on a
 fixed dB scale, with a colour bar on the canvas, a legend in the dock and the block under the cursor in words.
 
-PSNR is in the checkpoint's normalised units (its low and high training percentiles are 0 and 1: data range 1), as
-in :mod:`~napari_skd.restoration.fidelity`. The scale runs from :data:`PSNR_RANGE` low (red: far from the teacher)
+PSNR is in the normalised units the student restored in (its checkpoint's low and high training percentiles are 0
+and 1, or the image's own for a shipped generalist or 'renormalize'; data range 1), as in
+:mod:`~napari_skd.restoration.fidelity`. The scale runs from :data:`PSNR_RANGE` low (red: far from the teacher)
 to high (dark blue, faint: close to it); values outside are clipped to its ends, identical blocks (+inf) show at
 the top, and unchecked blocks (NaN) are left transparent.
 """
@@ -17,6 +18,7 @@ import numpy as np
 from magicgui.widgets import Container, Label
 from napari.utils.colormaps import Colormap
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QSizePolicy
 
 from ..restoration.fidelity import FidelityReport
 from ._qt import wrapped_label
@@ -69,7 +71,7 @@ def describe(psnr: float) -> str:
         return "not checked"
     if math.isinf(psnr):
         return "identical to the teacher"
-    return f"PSNR {psnr:.1f} dB against the teacher"
+    return f"PSNR {psnr:.1f} dB"
 
 
 def cell_text(layer, world: Sequence[float]) -> str:
@@ -96,25 +98,35 @@ def _gradient() -> str:
     return f"background: qlineargradient(x1:0, y1:0, x2:1, y2:0, {stops}); border: 1px solid grey;"
 
 
-class QcLegend(Container):
-    """The QC map's scale in the dock (a gradient with its dB ticks, what the colours mean) and the block under the
-    cursor; hidden until a map is shown."""
+class QcLegend:
+    """The QC map's scale for the Restore form (what it shows, a gradient with its dB ticks, what the colours mean)
+    and the block under the cursor; hidden until a map is shown. Its ``widgets`` go straight into the form: a label
+    in a nested container there is given too little height."""
 
     def __init__(self) -> None:
+        self.title = Label(value="QC map: PSNR, student vs teacher")
         self.bar = Label(value="")
         self.bar.native.setStyleSheet(_gradient())
         self.bar.native.setFixedHeight(14)
+        self.bar.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)  # the form's width
         low, high = PSNR_RANGE
         ticks = [Label(value=f"{low:g} dB"), Label(value=f"{(low + high) / 2:g} dB"), Label(value=f"{high:g} dB +")]
         for tick, align in zip(ticks, (Qt.AlignmentFlag.AlignLeft, Qt.AlignmentFlag.AlignHCenter,
                                        Qt.AlignmentFlag.AlignRight), strict=True):  # fmt: skip
             tick.native.setAlignment(align)  # three equal cells: the ticks sit at 0, 1/2 and 1 of the bar
+            tick.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.ticks = Container(widgets=ticks, layout="horizontal", labels=False)
         self.ticks.margins = (0, 0, 0, 0)
-        self.meaning = wrapped_label(
-            value="QC map: PSNR of the student against the teacher per block (data range: the checkpoint's "
-            "normalisation range). Red: far from the teacher; dark: close or identical; no colour: not checked."
-        )
+        self.meaning = Label(value="red: far from the teacher; dark blue: close\nor identical; no colour: not checked")
         self.cursor = wrapped_label(value="")
-        super().__init__(widgets=[self.bar, self.ticks, self.meaning, self.cursor], labels=False, visible=False)
-        self.margins = (0, 0, 0, 0)
+        self.widgets = [self.title, self.bar, self.ticks, self.meaning, self.cursor]
+        self.show(False)
+
+    def show(self, on: bool = True) -> None:
+        for widget in self.widgets:
+            widget.visible = on
+
+    @property
+    def shown(self) -> bool:
+        """Whether it is switched on (``visible`` also needs the window on screen)."""
+        return not self.title.native.isHidden()

@@ -12,7 +12,7 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton, Widget
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Qt, Signal
-from qtpy.QtWidgets import QFrame, QScrollArea
+from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy
 
 from ..errors import SkdError
 from ..progress import ProgressEvent
@@ -83,9 +83,10 @@ def run_controls(action: str) -> tuple[PushButton, PushButton, ProgressBar, Labe
 
 
 def wrapped_label(**kwargs) -> Label:
-    """A label whose long text wraps, so that a status line never widens its dock."""
+    """A label whose long text wraps at the form's width, so that a status line never widens its dock."""
     label = Label(**kwargs)
     label.native.setWordWrap(True)
+    label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
     return label
 
 

@@ -89,7 +89,7 @@ class RestoreWidget(ScrollingForm):
                 self.stop,
                 self.progress,
                 self.status,
-                self.legend,
+                *self.legend.widgets,
             ]  # fmt: skip
         )
         self.task: Task | None = None
@@ -252,13 +252,15 @@ class RestoreWidget(ScrollingForm):
             self.viewer.cursor.events.position.connect(self._on_cursor)
             self.native.destroyed.connect(lambda *_: self.viewer.cursor.events.position.disconnect(self._on_cursor))
         self.qc_layer = title
-        self.legend.visible = True
-        self.legend.cursor.value = "move the cursor over the map to read a block's PSNR"
+        self.legend.show()
+        self.legend.cursor.value = "point at a block to read its PSNR here"
         self.status.value = report.lines(worst=0)[0]
 
     def _on_cursor(self, *_) -> None:
-        """The QC map's block under the cursor, in the legend."""
-        if self.qc_layer in self.viewer.layers and self.viewer.layers[self.qc_layer].visible:
+        """The QC map's block under the cursor, in the legend (which goes when the map is deleted)."""
+        if self.qc_layer not in self.viewer.layers:
+            self.legend.show(False)
+        elif self.viewer.layers[self.qc_layer].visible:
             text = cell_text(self.viewer.layers[self.qc_layer], self.viewer.cursor.position)
             self.legend.cursor.value = text or "outside the QC map"
 
@@ -323,6 +325,7 @@ class RestoreWidget(ScrollingForm):
         layer.colormap = "inferno"
         layer.contrast_limits = (0.0, float(np.percentile(diff, 99.5)) or float(diff.max()) or 1.0)
         layer.colorbar.visible = True  # the difference's scale, in the image's intensity units
+        layer.colorbar.position = "middle_right"  # clear of the panel's label (top left) and napari's messages
         side_by_side(self.viewer, panels, self.viewer.layers[name].contrast_limits, own_contrast=(DIFF,))
 
     def run_compare(self) -> Task | None:
