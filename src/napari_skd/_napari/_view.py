@@ -73,6 +73,9 @@ def fit_panels(viewer, layers: Sequence) -> None:
     canvas_size = np.asarray(canvas.size if canvas is not None else viewer._canvas_size, float)  # (height, width)
     shape, zoom = panel_layout(canvas_size, size, len(layers))
     grid(viewer).shape = shape
+    if zoom <= 0:  # no canvas yet (never shown): napari's own fit
+        viewer.reset_view()
+        return
     if canvas is not None:  # the panel's pixels, less the grid's spacing
         panel = np.asarray(canvas.viewbox_size(viewer.layers), float)
     else:
