@@ -27,7 +27,7 @@ from napari_skd import restore
 from napari_skd.checkpoint import save_checkpoint
 from napari_skd.models import build_model
 from napari_skd.normalize import Normalization
-from napari_skd.restoration.qc import read_qc
+from napari_skd.restoration.target import read_qc
 from napari_skd.samples import load_sample
 from napari_skd.speed import mosaic
 

@@ -14,7 +14,7 @@ from napari_skd._napari._view import MARGIN, camera, grid, panel_layout
 from napari_skd.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from napari_skd.normalize import Normalization
 from napari_skd.restoration.fidelity import MAX_PSNR, BlockFidelity, FidelityReport
-from napari_skd.restoration.qc import read_qc
+from napari_skd.restoration.target import read_qc
 from napari_skd.samples import load_sample
 
 NORM = Normalization(low=0.0, high=200.0)

@@ -91,7 +91,7 @@ def test_shipped_weights_fit_in_10_mb():
 
 
 def test_a_shipped_teacher_checks_a_student_by_name(tmp_path):
-    from napari_skd.restoration.qc import read_qc
+    from napari_skd.restoration.target import read_qc
 
     clean, noisy = noisy_nuclei()
     out = restore(noisy * 1000 + 100, "pretrained:general-2d-student", tmp_path / "out.ome.zarr", chunks=128,

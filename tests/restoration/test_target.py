@@ -100,5 +100,5 @@ def test_restore_reaches_output_paths_only_through_the_target_and_io_never_calls
     }  # below the target: only what describes a job (layout, prepare) and the QC report's data
     allowed = {f"{RESTORATION}.{m}" for m in ("layout", "prepare", "fidelity")}
     assert all(up <= allowed for up in target_up.values()), target_up
-    for caller in ("api", "job", "qc", "distributed"):
-        assert f"{RESTORATION}.target" in graph[f"{RESTORATION}.{caller}"]
+    for caller in ("restoration.api", "restoration.job", "restoration.distributed", "_napari._restore"):
+        assert f"{RESTORATION}.target" in graph[f"napari_skd.{caller}"], caller  # QC's report goes through api

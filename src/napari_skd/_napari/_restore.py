@@ -18,8 +18,8 @@ from ..restoration.api import run_prepared
 from ..restoration.fidelity import FidelityReport
 from ..restoration.options import RestoreOptions
 from ..restoration.prepare import prepare
-from ..restoration.qc import check_result, read_qc
-from ..restoration.store import output_exists, read_output
+from ..restoration.qc import check_result
+from ..restoration.target import output_exists, read_output, read_qc
 from ._fields import field_widget
 from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
 from ._preview import preview_region, quality, region_axes, region_offset
@@ -225,18 +225,21 @@ class RestoreWidget(ScrollingForm):
         return self._begin(work, done)
 
     def _show_zarr(self, force: bool = False) -> None:
-        """Show (or refresh) the OME-Zarr output as a lazy layer in the input's axis order."""
+        """Show (or refresh) the OME-Zarr output as a lazy layer in the input's axis order: multiscale when it has a
+        pyramid, whose levels fill in with level 0 as blocks finish."""
         output, source, title, axes = self._zarr
         if not force and time.monotonic() - self._last_refresh < 1.0:
             return
         if not output_exists(output):
             return
-        data, _ = read_output(output, axes)
+        levels, _ = read_output(output, axes)
+        data = levels if len(levels) > 1 else levels[0]  # a pyramid: one multiscale layer, read at the zoom shown
         self._last_refresh = time.monotonic()
         if self.output_layer is None or title not in self.viewer.layers:
             src = self.viewer.layers[source]
             self.output_layer = self.viewer.add_image(data, name=title, scale=src.scale, translate=src.translate,
-                                                      contrast_limits=src.contrast_limits)  # fmt: skip
+                                                      contrast_limits=src.contrast_limits,
+                                                      multiscale=len(levels) > 1)  # fmt: skip
         else:
             self.output_layer.data = data
 

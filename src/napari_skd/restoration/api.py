@@ -66,7 +66,7 @@ def restore(
       or a number of local worker processes (then ``input`` and ``output`` must be paths).
     - ``qc_teacher`` (a checkpoint path or ``Checkpoint``): after restoring, the teacher restores ``qc_fraction``
       of the blocks (at least one; always the ones the student changed most) and the output records the student's
-      PSNR against it per block under ``qc`` (see :mod:`.qc`; read it back with :func:`~.qc.read_qc`). Adding QC to
+      PSNR against it per block under ``qc`` (see :mod:`.qc`; read it back with :func:`~.target.read_qc`). Adding QC to
       a finished OME-Zarr output of the same job runs only the check. Needs an output path.
     - ``progress`` receives a :class:`ProgressEvent` per block (phase ``"restore"``, then ``"qc"``); ``cancel`` (a
       ``threading.Event``) stops between blocks, leaving a resumable output.

@@ -27,7 +27,6 @@ from .intensities import effective_norm
 from .layout import Layout, OutputBlock, make_layout, read_region
 from .plan import plan_blocks, snap_up
 from .prepare import PreparedRestore, make_restorer
-from .target import read_qc as read_qc  # its home is the output target; imported from here by older callers
 
 #: Seed of the random part of the sample (recorded with the report).
 SEED = 0
