@@ -26,7 +26,7 @@ from ..progress import ProgressEvent
 from ._fields import field_widget
 from ._layers import default_axes, layer_array, layer_picker
 from ._plot import LossPlot
-from ._qt import ScrollingForm, Task, notify, report_error, run_controls
+from ._qt import ScrollingForm, Task, notify, report_error, run_controls, show_progress
 from ._session import SESSION
 
 DEGRADATIONS: list[str] = list(get_args(DegradationConfig.model_fields["kind"].annotation))
@@ -244,11 +244,7 @@ class DistillWidget(ScrollingForm):
             self.status.value = "stopping after the current step (a checkpoint is saved)..."
 
     def _on_event(self, e: ProgressEvent) -> None:
-        self.progress.max = max(1, e.total)
-        self.progress.value = min(e.step, e.total)
-        eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
-        what = "teacher" if e.phase == "teacher" else "student"
-        self.status.value = e.message or f"{what}: step {e.step}/{e.total}{eta}"
+        show_progress(self.progress, self.status, e, "teacher: step " if e.phase == "teacher" else "student: step ")
         self.plot.add(e)
 
     def _on_done(self, result: tuple[Path, bool]) -> None:

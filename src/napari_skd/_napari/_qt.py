@@ -82,6 +82,14 @@ def run_controls(action: str) -> tuple[PushButton, PushButton, ProgressBar, Labe
     return PushButton(text=action), stop, ProgressBar(label="progress", value=0, max=1), wrapped_label()
 
 
+def show_progress(progress: ProgressBar, status: Label, e: ProgressEvent, what: str) -> None:
+    """A progress event in the bar and the status line: its message, or ``what`` then step/total and the time left."""
+    progress.max = max(1, e.total)
+    progress.value = min(e.step, e.total)
+    eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
+    status.value = e.message or f"{what}{e.step}/{e.total}{eta}"
+
+
 def wrapped_label(**kwargs) -> Label:
     """A label whose long text wraps at the form's width, so that a status line never widens its dock."""
     label = Label(**kwargs)

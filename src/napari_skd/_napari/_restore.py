@@ -24,7 +24,7 @@ from ._fields import field_widget
 from ._layers import NONE, default_axes, layer_array, layer_image, layer_picker
 from ._preview import preview_region, quality, region_axes, region_offset
 from ._qc import QcLegend, cell_text, heatmap_layer
-from ._qt import ScrollingForm, Task, notify, report_error, run_controls
+from ._qt import ScrollingForm, Task, notify, report_error, run_controls, show_progress
 from ._session import SESSION, SHIPPED, shipped
 from ._view import camera, display_limits, side_by_side
 
@@ -153,11 +153,7 @@ class RestoreWidget(ScrollingForm):
         return self.task
 
     def _on_event(self, e: ProgressEvent) -> None:
-        self.progress.max = max(1, e.total)
-        self.progress.value = min(e.step, e.total)
-        eta = f", {e.eta_s:.0f} s left" if e.eta_s is not None else ""
-        what = "QC: residual of block" if e.phase == "qc" else "block"
-        self.status.value = e.message or f"{what} {e.step}/{e.total}{eta}"
+        show_progress(self.progress, self.status, e, "QC: residual of block " if e.phase == "qc" else "block ")
         if self.target.value == ZARR and self.task is not None and getattr(self, "_to_store", False):
             self._show_zarr(force=e.step == e.total)
 
