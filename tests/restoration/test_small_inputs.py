@@ -3,6 +3,7 @@ block runs without pipeline threads and a model used again is not copied again; 
 tolerance of the one-thread run."""
 
 import copy
+import os
 import threading
 
 import numpy as np
@@ -17,7 +18,7 @@ from napari_skd.progress import ProgressEvent
 from napari_skd.restoration.layout import OutputBlock
 from napari_skd.restoration.options import DEFAULTS
 from napari_skd.restoration.plan import cpu_schedule, plan_blocks
-from napari_skd.restoration.runner import run_local
+from napari_skd.restoration.runner import keep_freed_memory, run_local
 from napari_skd.samples import load_sample
 
 NUCLEI, _ = load_sample("nuclei2d")
@@ -135,3 +136,15 @@ def test_a_single_block_reports_stops_and_fails_like_the_pipeline():
 
     with pytest.raises(OSError, match="disk gone"):
         run_local([item], broken, double, written.append, total=1)
+
+
+def _glibc() -> bool:
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError):  # Windows, macOS
+        return False
+
+
+def test_glibc_keeps_freed_memory_once_a_local_run_started():
+    restore(IMAGE[:16, :16], checkpoint(untrained("unet-xs")))
+    assert keep_freed_memory() is _glibc() and keep_freed_memory() is _glibc()  # once per process, the same answer

@@ -2,10 +2,15 @@
 one device), a writer thread writes finished blocks. Progress is reported per written block; ``cancel`` is checked
 between blocks, and blocks already restored are still written, so a cancelled run leaves a resumable output.
 A single block (a small image) has nothing to overlap, so it runs read, restore, write in the caller's thread.
+The first local run of a process asks glibc to keep freed memory for the next model call (:func:`keep_freed_memory`;
+dask workers keep dask's own setting, which returns memory at once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -36,6 +41,7 @@ def run_local(
     ``read`` runs in the reader thread, ``restore`` here, ``write`` in the writer thread. The first error of any of
     them stops the pipeline and is raised here once blocks restored before it are written.
     """
+    keep_freed_memory()
     if len(items) == 1:
         return _run_one(items[0], read, restore, write, total, done_before, progress, cancel)
     stop = threading.Event()
@@ -147,6 +153,32 @@ def block_text(item: OutputBlock, step: int, total: int) -> str:
         position = str(item.outer[0]) if len(item.outer) == 1 else str(tuple(item.outer))
         where = f"{'plane' if len(out) == 2 else 'volume'} {position}: {where}"
     return f"block {step} of {total} ({where})"
+
+
+#: glibc serves requests up to ``MMAP_MB`` from its heap and keeps up to ``KEEP_MB`` of it free (see keep_freed_memory).
+MMAP_MB, KEEP_MB = 64, 256
+_MALLOC: list[bool] = []  # whether the settings are in force, once tried
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for the next model call instead of handing it back to the system.
+
+    By default glibc maps requests over 32 MB afresh and returns the free top of its heap, so every forward pass of a
+    mid-size tile faults its activations in again: 12,000 page faults with ``unet-s`` on a 224 x 576 tile, a
+    quarter of its forward pass, and a small image is one such pass. Here requests up to ``MMAP_MB`` come from the
+    heap and up to ``KEEP_MB`` of it stays free for the next pass: the process may hold that much more than it uses
+    between restorations. Once per process, with glibc (elsewhere nothing changes); returns whether the settings are
+    in force.
+    """
+    if not _MALLOC:
+        ok = False
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            if os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+                mallopt = ctypes.CDLL("libc.so.6").mallopt
+                m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+                ok = bool(mallopt(m_mmap_threshold, MMAP_MB << 20) and mallopt(m_trim_threshold, KEEP_MB << 20))
+        _MALLOC.append(ok)
+    return _MALLOC[0]
 
 
 def _put(q: queue.Queue, value: Any, stop: threading.Event) -> bool:
