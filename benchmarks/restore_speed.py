@@ -311,7 +311,7 @@ import json, re, sys, time
 from pathlib import Path
 from napari_skd import restore
 t0 = time.perf_counter()
-restore(sys.argv[1], sys.argv[2], sys.argv[3], axes="ZYX", dtype="input", device="cpu")
+restore(sys.argv[1], sys.argv[2], sys.argv[3], axes="ZYX", dtype="input", device="cpu", intensities="as-is")
 hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
 print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": hwm / 1024}))
 """
