@@ -9,7 +9,7 @@ from typing import Any
 import dask.array as da
 
 from ..errors import InputError
-from .pyramid import auto_levels
+from .pyramid import resolve_levels
 from .readers import open_image
 from .writers import OWNER_KEY, build_pyramid, clear_store, create_ome_zarr, is_zarr_name, owned_store
 
@@ -30,7 +30,10 @@ def to_ome_zarr(
     (``"auto"``) until the smallest fits {FIT_PX} px in Y and X.
     """
     image = open_image(source, axes).to_canonical()
-    levels = _levels(pyramid_levels, image.shape, image.axes)  # checked before anything is written
+    try:  # checked before anything is written
+        levels = resolve_levels(pyramid_levels, image.shape, image.axes)
+    except ValueError as err:
+        raise InputError(str(err)) from None
     out = Path(output)
     if not is_zarr_name(out):
         raise InputError(
@@ -60,16 +63,3 @@ def to_ome_zarr(
     if levels:
         build_pyramid(out, levels)
     return out
-
-
-def _levels(value: int | str, shape: tuple[int, ...], axes: str) -> int:
-    """``pyramid_levels`` resolved: ``"auto"`` (:func:`~.pyramid.auto_levels`) or a whole number from 0 to 10."""
-    if value == "auto":
-        return auto_levels(shape, axes)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10:
-        raise InputError(
-            f"pyramid_levels must be 'auto' or a whole number >= 0 (0: level 0 only; at most 10), got {value!r}"
-        )
-    return value

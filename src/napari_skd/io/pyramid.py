@@ -29,6 +29,26 @@ def auto_levels(shape: Sequence[int], axes: str, fit: int = FIT_PX, downsample: 
     return k
 
 
+def checked_levels(value: Any) -> int | str:
+    """A ``pyramid_levels`` setting: ``"auto"``, or a whole number from 0 to 10 (a digit string such as ``"3"``
+    from a command line or YAML counts); a ValueError says what is allowed."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or not 0 <= value <= 10:
+        raise ValueError(
+            f"pyramid_levels must be 'auto' or a whole number >= 0 (0: level 0 only; at most 10), got {value!r}"
+        )
+    return int(value)
+
+
+def resolve_levels(value: int | str, shape: Sequence[int], axes: str) -> int:
+    """The levels a ``pyramid_levels`` setting gives an image of ``shape``: :func:`auto_levels` for ``"auto"``."""
+    value = checked_levels(value)
+    return auto_levels(shape, axes) if value == "auto" else int(value)
+
+
 def level_shapes(shape: Sequence[int], axes: str, levels: int, downsample: str = DOWNSAMPLE) -> list[tuple[int, ...]]:
     """Shapes of levels 1..``levels`` (halved, rounded down, along ``downsample``); stops before a side reaches 0."""
     shapes: list[tuple[int, ...]] = []

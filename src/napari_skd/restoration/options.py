@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
-from ..io.pyramid import FIT_PX, auto_levels
+from ..io.pyramid import FIT_PX, checked_levels, resolve_levels
 from .blend import WINDOWS, Window
 from .intensities import Intensities
 from .plan import snap_up
@@ -105,15 +105,7 @@ class RestoreOptions(BaseModel):
     @field_validator("pyramid_levels", mode="before")
     @classmethod
     def _levels(cls, v: Any) -> Any:
-        if v == "auto":
-            return v
-        if isinstance(v, str) and v.strip().isdigit():  # a command-line or YAML string such as "3"
-            v = int(v)
-        if not _whole(v, 0) or v > 10:
-            raise ValueError(
-                f"pyramid_levels must be 'auto' or a whole number >= 0 (0: level 0 only; at most 10), got {v!r}"
-            )
-        return int(v)
+        return checked_levels(v)
 
     @field_validator("window", mode="before")
     @classmethod
@@ -198,7 +190,7 @@ class Options:
 
     def levels_for(self, shape: Sequence[int], axes: str) -> int:
         """The pyramid levels an output of ``shape`` (dimensions ``axes``) gets: ``auto`` resolved, or the number."""
-        return auto_levels(shape, axes) if self.pyramid_levels == "auto" else int(self.pyramid_levels)
+        return resolve_levels(self.pyramid_levels, shape, axes)
 
     def job(self) -> dict[str, Any]:
         """The fingerprinted options (``halo`` is kept as its own key, equal to ``overlap``, so outputs written

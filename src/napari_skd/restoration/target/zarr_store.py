@@ -120,7 +120,7 @@ class ZarrTarget(Target):
         self._lock = threading.Lock()
         self._pyramid_lock = threading.Lock()
         self._levels = pyramid_arrays(group)[1:]  # the arrays of levels 1, 2, ... (written with level 0)
-        self._axes = "".join(a["name"].upper() for a in group.attrs["ome"]["multiscales"][0]["axes"])
+        self._axes = self.layout.axes  # the store's axes: it was created from this layout
         self._wanted = self.job.options.levels_for(array.shape, self._axes)
 
     @property
